@@ -1,0 +1,234 @@
+"""`joinedup`: one subcommand per stage, plus `run` (the hub DAG, in-process) and `demo`.
+
+Every command prints its figures (one JSON object with `--json`), and exits non-zero with a
+one-line reason on bad input or failure (`--debug` shows the traceback).  Heavy libraries are
+imported only by the stage that needs them, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from joinedup.config import Settings
+from joinedup.stages import HUB_STAGES, STAGES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="joinedup",
+        description="Joined-Up: linked-records early-intervention analytics on pseudonymised "
+        "extracts (synthetic data only). Everything is written under --home "
+        "(default: $JOINEDUP_HOME or var/ in the project).",
+    )
+    p.add_argument("--home", type=Path, help="data home (warehouse, landing, quarantine, outputs)")
+    p.add_argument("--json", action="store_true", help="print figures as one JSON object")
+    p.add_argument("--debug", action="store_true", help="show the traceback on error")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help=STAGES["synth"].summary)
+    s.add_argument("--children", type=int, default=20000)
+    s.add_argument("--seed", type=int, default=42)
+    sub.add_parser("keygen", help=STAGES["keygen"].summary)
+    s = sub.add_parser("pseudonymise", help=STAGES["pseudonymise"].summary)
+    s.add_argument("--key-file", type=Path, help="secret key file (default: the demo key)")
+    s.add_argument("--source", type=Path, help="folder of raw extracts (default: agency folder)")
+    s.add_argument("--dest", type=Path, help="output folder (default: landing folder)")
+    for name in HUB_STAGES:
+        sub.add_parser(name, help=STAGES[name].summary)
+    s = sub.add_parser("run", help="run the whole hub pipeline (the Airflow DAG, in-process)")
+    s.add_argument(
+        "--no-airflow",
+        action="store_true",
+        help="call the stages directly in order instead of through the DAG",
+    )
+    s = sub.add_parser("demo", help="synthetic county -> pseudonymise -> the whole pipeline")
+    s.add_argument("--children", type=int, default=20000)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--no-airflow", action="store_true", help="skip Airflow, call stages directly")
+    sub.add_parser("status", help="latest run of each stage and row counts per warehouse layer")
+    return p
+
+
+def _stage(name: str, settings: Settings, **options) -> dict:
+    from joinedup.stages import run_stage
+
+    return run_stage(name, settings, **options)
+
+
+def _run_pipeline(settings: Settings, no_airflow: bool) -> dict:
+    started = time.perf_counter()
+    if no_airflow:
+        import uuid
+
+        run_id = "direct-" + uuid.uuid4().hex[:8]
+        stages = {}
+        for name in HUB_STAGES:
+            t = time.perf_counter()
+            stages[name] = {
+                "figures": _stage(name, settings, run_id=run_id),
+                "seconds": round(time.perf_counter() - t, 2),
+            }
+        result = {"run_id": run_id, "state": "success", "stages": stages}
+    else:
+        from joinedup.airflow_runner import run_dag
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_dag(settings)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["outputs"] = outputs(settings)
+    return result
+
+
+def outputs(settings: Settings) -> dict:
+    """Where a run's results are, for the README and the end of `demo`."""
+    o = settings.outputs_dir
+    return {
+        "warehouse": str(settings.warehouse_path),
+        "published_snapshot": str(settings.published_path),
+        "linkage_report": str(o / "linkage" / "report.html"),
+        "data_docs": str(o / "validation" / "data_docs" / "index.html"),
+        "model_metrics": str(settings.models_dir / "current" / "metrics.json"),
+        "forecast": str(o / "forecast.json"),
+        "quarantine": str(settings.quarantine_dir),
+    }
+
+
+def status(settings: Settings) -> dict:
+    from warehouse.db import connect
+
+    if not settings.warehouse_path.exists():
+        return {"warehouse": "not created yet: run `joinedup demo` or `joinedup run`"}
+    with connect(settings, read_only=True) as con:
+        tables = con.execute(
+            "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
+            "WHERE schema_name <> 'main' ORDER BY 1"
+        ).fetchall()
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t, _ in tables}
+        last = con.execute(
+            "SELECT stage, status, finished_at, error FROM (SELECT *, row_number() OVER "
+            "(PARTITION BY stage ORDER BY started_at DESC) rn FROM audit.stage_runs) WHERE rn = 1"
+        ).fetchall()
+    return {
+        "row_counts": counts,
+        "last_runs": {s: {"status": st, "finished_at": str(f), "error": e} for s, st, f, e in last},
+    }
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
+    cmd = args.command
+    if cmd == "synth":
+        return _stage("synth", settings, children=args.children, seed=args.seed)
+    if cmd == "pseudonymise":
+        return _stage(
+            "pseudonymise", settings, key_file=args.key_file, source=args.source, dest=args.dest
+        )
+    if cmd in STAGES:
+        return _stage(cmd, settings)
+    if cmd == "run":
+        return _run_pipeline(settings, args.no_airflow)
+    if cmd == "demo":
+        if args.children < 100:
+            raise ValueError(f"--children must be at least 100 (got {args.children})")
+        figures = {
+            "synth": _stage("synth", settings, children=args.children, seed=args.seed),
+            "keygen": _stage("keygen", settings),
+            "pseudonymise": _stage("pseudonymise", settings),
+        }
+        figures["pipeline"] = _run_pipeline(settings, args.no_airflow)
+        return figures
+    if cmd == "status":
+        return status(settings)
+    raise ValueError(f"unknown command {cmd!r}")
+
+
+def headline(figures: dict) -> dict:
+    """The figures a user looks for first after a run: linkage quality, quarantine, model, forecast."""
+    stages = figures.get("stages") or figures.get("pipeline", {}).get("stages") or {}
+
+    def fig(stage: str) -> dict:
+        return (stages.get(stage) or {}).get("figures") or {}
+
+    link, train = fig("link"), fig("train")
+    truth = link.get("truth") or {}
+    out = {
+        "rows_received": fig("ingest").get("rows_loaded"),
+        "rows_staged": fig("validate").get("rows_staged"),
+        "rows_quarantined": fig("validate").get("rows_quarantined"),
+        "files_quarantined": fig("ingest").get("files_quarantined"),
+        "records_linked": link.get("records"),
+        "children": link.get("children"),
+        "linkage_precision": truth.get("precision"),
+        "linkage_recall": truth.get("recall"),
+        "linkage_f1": truth.get("f1"),
+        "twin_false_merges": truth.get("twin_false_merges"),
+        "model_version": train.get("version"),
+        "model_test_auc": train.get("test_roc_auc"),
+        "oracle_test_auc": train.get("test_oracle_roc_auc"),
+        "model_brier": train.get("test_brier"),
+        "model_calibration_error": train.get("test_ece"),
+        "children_scored": fig("score").get("children_scored"),
+        "forecast_12m_expected": fig("forecast").get("expected_total"),
+        "forecast_observed_last_12m": fig("forecast").get("observed_last_12m"),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _print_human(command: str, figures: dict) -> None:
+    def scalar(v) -> bool:
+        return isinstance(v, str | int | float | bool) or v is None
+
+    def show(d: dict, indent: str) -> None:
+        for k, v in d.items():
+            if scalar(v):
+                print(f"{indent}{k}: {v}")
+            elif isinstance(v, dict) and v and all(scalar(x) for x in v.values()):
+                if len(v) <= 6:
+                    print(f"{indent}{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()))
+                else:
+                    print(f"{indent}{k}:")
+                    show(v, indent + "  ")
+
+    print(f"joinedup {command}: done")
+    show({k: v for k, v in figures.items() if k not in ("stages", "outputs", "pipeline")}, "  ")
+    stages = figures.get("stages") or figures.get("pipeline", {}).get("stages")
+    if stages:
+        print(
+            "  stages (seconds): " + ", ".join(f"{n} {s.get('seconds')}" for n, s in stages.items())
+        )
+        print("  headline:")
+        show(headline(figures), "    ")
+    outs = figures.get("outputs") or figures.get("pipeline", {}).get("outputs")
+    if outs:
+        print("  outputs:")
+        show(outs, "    ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(args.home)
+        figures = _dispatch(args, settings)
+    except KeyboardInterrupt:
+        print(f"joinedup {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"joinedup {args.command}: error: {reason}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError | FileNotFoundError | PermissionError) else 1
+    if args.json:
+        print(json.dumps(figures, default=str))
+    else:
+        _print_human(args.command, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Where everything lives: one `Settings` object, configured by environment variables.
+
+All data the pipeline makes (agency-side raw extracts, landing files, warehouse, quarantine,
+outputs, the demo key, Airflow's home) lives under one home directory, `JOINEDUP_HOME`
+(default: `var/` under the project, ignored by git).  Nothing else is written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    env = os.environ.get("JOINEDUP_HOME")
+    return Path(env).resolve() if env else PROJECT_ROOT / "var"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every path and tunable of a pipeline run.  Build with `Settings.from_env()`."""
+
+    home: Path = field(default_factory=_default_home)
+    #: months of history the synthetic county has, and the extract date (first of a month)
+    extract_date: str = "2026-10-01"
+    #: how many children the council can act on per month (capacity for precision@k)
+    capacity_per_month: int = 50
+    #: suppress any published aggregate count below this
+    small_number_threshold: int = 10
+    seed: int = 42
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> Settings:
+        kwargs: dict = {}
+        if home is not None:
+            kwargs["home"] = Path(home).resolve()
+        if os.environ.get("JOINEDUP_CAPACITY"):
+            kwargs["capacity_per_month"] = int(os.environ["JOINEDUP_CAPACITY"])
+        if os.environ.get("JOINEDUP_EXTRACT_DATE"):
+            kwargs["extract_date"] = os.environ["JOINEDUP_EXTRACT_DATE"]
+        return cls(**kwargs)
+
+    # ---- agency side (plaintext never leaves here; simulated agencies for the demo) ----
+    @property
+    def agency_dir(self) -> Path:
+        """Raw plaintext extracts as an agency holds them (synthetic)."""
+        return self.home / "agency" / "raw"
+
+    @property
+    def key_file(self) -> Path:
+        """The demo pseudonymisation key (agency side; never enters the warehouse)."""
+        return self.home / "agency" / "keys" / "demo.key"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Synthetic ground truth: which records are the same child, outcomes, oracle. Never ingested."""
+        return self.home / "truth"
+
+    # ---- hub side ----
+    @property
+    def landing_dir(self) -> Path:
+        """Pseudonymised extracts as delivered to the hub."""
+        return self.home / "landing"
+
+    @property
+    def reference_dir(self) -> Path:
+        """Public reference data (areas and deprivation deciles)."""
+        return self.home / "reference"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Whole files refused or quarantined at ingest, kept with a reason file."""
+        return self.home / "quarantine"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse" / "joinedup.duckdb"
+
+    @property
+    def published_path(self) -> Path:
+        """The read-only snapshot the dashboard reads; swapped in atomically by publish."""
+        return self.home / "warehouse" / "published.duckdb"
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Reports: linkage quality, Data Docs, model metrics and card, forecasts."""
+        return self.home / "outputs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model registry: one folder per model version."""
+        return self.home / "models"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    def ensure_dirs(self) -> None:
+        for p in (
+            self.agency_dir,
+            self.key_file.parent,
+            self.truth_dir,
+            self.landing_dir,
+            self.reference_dir,
+            self.quarantine_dir,
+            self.warehouse_path.parent,
+            self.outputs_dir,
+            self.models_dir,
+            self.airflow_home,
+        ):
+            p.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,169 @@
+"""The data contract as constants: what each agency sends, raw (agency side) and pseudonymised
+(hub side).  `docs/data-contract.md` is the human-readable version of the same thing; keep the two
+in step.  Every package reads column names and allowed values from here.
+
+Files (one pair per agency, CSV, UTF-8, comma, header row, ISO dates):
+  raw, agency side:      <agency>_people.csv  <agency>_events.csv   (RAW_PEOPLE_COLUMNS, RAW_EVENT_COLUMNS)
+  pseudonymised, hub:    <agency>_people.csv  <agency>_events.csv   (PEOPLE_COLUMNS, EVENT_COLUMNS)
+"""
+
+from __future__ import annotations
+
+AGENCIES: tuple[str, ...] = ("health", "police", "education", "csc")
+KINDS: tuple[str, ...] = ("people", "events")
+
+SEXES: tuple[str, ...] = ("M", "F", "U")
+#: ONS 2021 high-level ethnic groups; "UNK" = not stated / not recorded
+ETHNICITIES: tuple[str, ...] = ("WHITE", "MIXED", "ASIAN", "BLACK", "OTHER", "UNK")
+
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "health": (
+        "gp_registration",
+        "ae_attendance",
+        "ae_injury",
+        "teen_parent",  # maternity: the child is, or is about to become, a parent
+        "mental_health_referral",
+    ),
+    "police": (
+        "domestic_abuse_household",  # a DA incident at the child's household, child recorded as present
+        "missing_episode",
+        "arrest",
+        "asb",
+    ),
+    "education": (
+        "attendance",  # value = attendance percentage for the term (0-100)
+        "suspension",
+        "exclusion",
+        "sen_support",
+        "ehcp",
+        "free_school_meals",
+        "school_move",
+    ),
+    "csc": (
+        "contact",
+        "referral",
+        "assessment",
+        "child_in_need",
+        "cp_plan_start",
+        "looked_after_start",
+    ),
+}
+#: event types whose `value` is required (all others leave it empty)
+VALUED_EVENT_TYPES: frozenset[str] = frozenset({"attendance"})
+#: the outcome the risk model predicts: either of these within 12 months of the as-of date
+OUTCOME_EVENT_TYPES: tuple[str, ...] = ("cp_plan_start", "looked_after_start")
+
+# ---------------------------------------------------------------- raw (agency side, plaintext)
+RAW_PEOPLE_COLUMNS: tuple[str, ...] = (
+    "source_id",  # the agency's own record id (e.g. H0001234); unique within the file
+    "first_name",
+    "surname",
+    "dob",  # YYYY-MM-DD
+    "sex",  # SEXES
+    "postcode",  # full UK postcode, e.g. "LS6 2AB"
+    "ethnicity",  # ETHNICITIES
+    "nhs_number",  # 10 digits, optional (always in health, sometimes elsewhere)
+    "upn",  # unique pupil number, optional (education, sometimes csc)
+    "extract_date",  # YYYY-MM-DD, the same on every row
+)
+RAW_EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",  # the agency's own event id; unique within the file
+    "source_id",  # the person the event belongs to (RAW_PEOPLE_COLUMNS.source_id)
+    "event_date",  # YYYY-MM-DD
+    "event_type",  # EVENT_TYPES[agency]
+    "value",  # number or empty; see VALUED_EVENT_TYPES
+    "extract_date",
+)
+#: raw columns that identify a person and must never reach the hub
+RAW_IDENTIFIER_COLUMNS: tuple[str, ...] = (
+    "source_id",
+    "first_name",
+    "surname",
+    "dob",
+    "postcode",
+    "nhs_number",
+    "upn",
+    "event_id",
+)
+
+# ---------------------------------------------------------------- pseudonymised (hub side)
+#: keyed HMAC-SHA256 tokens, lowercase hex, TOKEN_HEX_LENGTH characters; empty when the source is empty
+TOKEN_HEX_LENGTH = 32
+#: keyed Bloom filters of name bigrams, lowercase hex of BLOOM_BITS bits
+BLOOM_BITS = 512
+BLOOM_HEX_LENGTH = BLOOM_BITS // 4
+
+PEOPLE_COLUMNS: tuple[str, ...] = (
+    "agency",  # AGENCIES
+    "record_token",  # token of agency + source_id: stable across extracts
+    "first_name_token",  # token of the normalised first name
+    "surname_token",
+    "first_name_bf",  # Bloom filter of the normalised first name's bigrams
+    "surname_bf",
+    "first_name_soundex_token",  # token of the Soundex code of the first name
+    "surname_soundex_token",
+    "dob_token",  # token of the full date of birth
+    "dob_swap_token",  # token of the dob with day and month swapped; empty if not a valid date or day == month
+    "birth_year_month",  # clear, YYYY-MM
+    "sex",  # clear, SEXES
+    "ethnicity",  # clear, ETHNICITIES
+    "postcode_token",  # token of the normalised full postcode
+    "postcode_sector",  # clear, e.g. "LS6 2"
+    "nhs_token",
+    "upn_token",
+    "extract_date",  # clear, YYYY-MM-DD
+)
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "record_token",
+    "first_name_token",
+    "surname_token",
+    "first_name_soundex_token",
+    "surname_soundex_token",
+    "dob_token",
+    "dob_swap_token",
+    "postcode_token",
+    "nhs_token",
+    "upn_token",
+)
+BLOOM_COLUMNS: tuple[str, ...] = ("first_name_bf", "surname_bf")
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "agency",
+    "event_token",  # token of agency + event_id
+    "record_token",  # the person's record_token
+    "event_date",  # clear, YYYY-MM-DD
+    "event_type",
+    "value",
+    "extract_date",
+)
+#: hub-side columns that hold clear dates (not identifiers; analysis needs them)
+CLEAR_DATE_COLUMNS: tuple[str, ...] = ("event_date", "extract_date")
+
+
+def columns_for(kind: str, raw: bool = False) -> tuple[str, ...]:
+    if kind == "people":
+        return RAW_PEOPLE_COLUMNS if raw else PEOPLE_COLUMNS
+    if kind == "events":
+        return RAW_EVENT_COLUMNS if raw else EVENT_COLUMNS
+    raise ValueError(f"unknown file kind {kind!r}; expected one of {KINDS}")
+
+
+def file_name(agency: str, kind: str) -> str:
+    """The contract's file name for an agency's extract, the same raw and pseudonymised."""
+    if agency not in AGENCIES:
+        raise ValueError(f"unknown agency {agency!r}; expected one of {AGENCIES}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown file kind {kind!r}; expected one of {KINDS}")
+    return f"{agency}_{kind}.csv"
+
+
+def parse_file_name(name: str) -> tuple[str, str]:
+    """`health_people.csv` -> ("health", "people"); ValueError naming the file otherwise."""
+    stem = name.removesuffix(".csv")
+    agency, _, kind = stem.partition("_")
+    if not name.endswith(".csv") or agency not in AGENCIES or kind not in KINDS:
+        raise ValueError(
+            f"{name}: not a contract file name (expected <agency>_<people|events>.csv, "
+            f"agency one of {', '.join(AGENCIES)})"
+        )
+    return agency, kind

@@ -1,0 +1,73 @@
+"""Opening the warehouse: one DuckDB file, migrated to the latest schema on every open.
+
+DuckDB allows one writing process; stages open, work and close.  Readers (the dashboard) use the
+published snapshot instead (`warehouse.publish`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from joinedup.config import Settings
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    files = sorted(
+        (
+            p
+            for p in resources.files("warehouse").joinpath("migrations").iterdir()
+            if p.name.endswith(".sql")
+        ),
+        key=lambda p: p.name,
+    )
+    return [(int(p.name.split("_", 1)[0]), p.name, p.read_text(encoding="utf-8")) for p in files]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction. Returns the names applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS main.schema_migrations "
+        "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT now())"
+    )
+    done = {r[0] for r in con.execute("SELECT version FROM main.schema_migrations").fetchall()}
+    applied = []
+    for version, name, sql in _migrations():
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute(
+                "INSERT INTO main.schema_migrations (version, name) VALUES (?, ?)", [version, name]
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def open_warehouse(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"threads": str(max(1, os.cpu_count() or 1))}
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    if not read_only:
+        migrate(con)
+    return con
+
+
+@contextmanager
+def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`with connect(settings) as con:` -- the migrated warehouse, closed afterwards."""
+    con = open_warehouse(settings.warehouse_path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()

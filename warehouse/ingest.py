@@ -1,0 +1,262 @@
+"""Ingest: landing files -> the append-only raw layer, each file once.
+
+Every contract file under the landing folder is hashed; a hash already seen (loaded or
+quarantined) is skipped, so re-running changes nothing.  A readable file is loaded whole, in one
+transaction, as text, with its load id and 1-based row numbers, and its header as received (a
+missing or extra column is for validation to judge; the original file is kept in quarantine when
+its header differs from the contract, so nothing it held is lost).  A file that cannot be read as
+the contract's CSV (not UTF-8, compressed, broken quoting, no header, unknown name) never becomes a
+load: it is copied to the quarantine folder and recorded in `quarantine.files` with the reason.
+The reference areas file is (re)loaded when its content changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from joinedup import contract
+from joinedup.config import Settings
+from warehouse.db import connect
+
+_CHUNK = 1 << 20
+
+
+class IngestError(ValueError):
+    """A landing file that cannot be loaded; the message names the file and the rule."""
+
+
+@dataclass(frozen=True)
+class ReadFile:
+    agency: str
+    kind: str
+    header: list[str]
+    table: pa.Table
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_id_for(file_hash: str) -> str:
+    return "L" + file_hash[:16]
+
+
+def read_contract_csv(path: Path) -> ReadFile:
+    """Read a landing file strictly as the contract's CSV, every value as text.
+
+    Raises IngestError naming the file (and the row where known) on anything else.
+    """
+    name = path.name
+    try:
+        agency, kind = contract.parse_file_name(name)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":
+        raise IngestError(f"{name}: gzip-compressed, expected plain CSV (rule: encoding)")
+    if not head:
+        raise IngestError(f"{name}: empty file, expected a header row (rule: header)")
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as f:
+            header_line = f.readline()
+    except UnicodeDecodeError:
+        raise IngestError(f"{name} row 0: not UTF-8 text (rule: encoding)") from None
+    header = next(csv.reader(io.StringIO(header_line)), [])
+    header = [h.strip() for h in header]
+    if len(header) < 2:
+        raise IngestError(
+            f"{name} row 0: header has {len(header)} column(s); expected comma-separated "
+            f"{', '.join(contract.columns_for(kind))} (rule: delimiter)"
+        )
+    if len(set(header)) != len(header):
+        raise IngestError(f"{name} row 0: duplicated column names in the header (rule: header)")
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, encoding="utf8"),
+            parse_options=pacsv.ParseOptions(
+                delimiter=",", quote_char='"', newlines_in_values=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0]
+        raise IngestError(f"{name}: not valid CSV ({detail}) (rule: csv)") from None
+    table = table.rename_columns(header)
+    return ReadFile(agency, kind, header, table)
+
+
+def _quarantine_file(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    path: Path,
+    file_hash: str,
+    reason: str,
+    load_id: str | None = None,
+    agency: str | None = None,
+    kind: str | None = None,
+) -> None:
+    dest = _quarantine_copy(settings, path, file_hash)
+    con.execute(
+        "INSERT INTO quarantine.files (file_hash, load_id, file_name, agency, kind, reason, "
+        "stored_path, quarantined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (file_hash) DO NOTHING",
+        [file_hash, load_id, path.name, agency, kind, reason, str(dest), datetime.now()],
+    )
+
+
+def _extract_date(table: pa.Table) -> str | None:
+    if "extract_date" not in table.column_names or table.num_rows == 0:
+        return None
+    value = table.column("extract_date")[0].as_py()
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date().isoformat()
+    except (TypeError, ValueError):
+        return None
+
+
+def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_hash: str) -> dict:
+    read = read_contract_csv(path)
+    expected = contract.columns_for(read.kind)
+    load_id = load_id_for(file_hash)
+    n = read.table.num_rows
+    present = [c for c in expected if c in read.header]
+    frame = read.table.select(present).append_column(
+        "row_number", pa.array(range(1, n + 1), type=pa.int64())
+    )
+    select = ", ".join(f'"{c}"' if c in present else f"NULL AS {c}" for c in expected)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "INSERT INTO raw.loads (load_id, agency, kind, file_name, file_hash, n_rows, header, "
+            "extract_date, status, reason, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL, ?)",
+            [
+                load_id,
+                read.agency,
+                read.kind,
+                path.name,
+                file_hash,
+                n,
+                ",".join(read.header),
+                _extract_date(read.table),
+                datetime.now(),
+            ],
+        )
+        con.register("incoming", frame)
+        con.execute(
+            f"INSERT INTO raw.{read.kind} (load_id, row_number, {', '.join(expected)}) "
+            f"SELECT ?, row_number, {select} FROM incoming ORDER BY row_number",
+            [load_id],
+        )
+        con.unregister("incoming")
+        if set(read.header) != set(expected):
+            # keep the file as received: validation will quarantine the batch, and columns the
+            # contract does not know are not in the raw tables
+            _quarantine_copy(settings, path, file_hash)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return {
+        "file": path.name,
+        "load_id": load_id,
+        "agency": read.agency,
+        "kind": read.kind,
+        "rows": n,
+    }
+
+
+def _quarantine_copy(settings: Settings, path: Path, file_hash: str) -> Path:
+    """Keep the file exactly as received under the quarantine folder."""
+    dest = settings.quarantine_dir / file_hash[:16] / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, dest)
+    return dest
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, settings: Settings) -> int | None:
+    path = settings.reference_dir / "areas.csv"
+    if not path.exists():
+        return None
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM reference.areas")
+        con.execute(
+            "INSERT INTO reference.areas SELECT postcode_sector, ward_code, ward_name, "
+            "CAST(imd_decile AS INTEGER) FROM read_csv(?, header=true, all_varchar=true)",
+            [str(path)],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return con.execute("SELECT count(*) FROM reference.areas").fetchone()[0]
+
+
+def landing_files(settings: Settings) -> list[Path]:
+    root = settings.landing_dir
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def run(settings: Settings) -> dict:
+    """Load every new landing file into the raw layer. Figures: loaded, skipped, quarantined."""
+    started = time.perf_counter()
+    loaded: list[dict] = []
+    quarantined: list[dict] = []
+    skipped = 0
+    with connect(settings) as con:
+        areas = load_reference(con, settings)
+        seen = {
+            r[0]
+            for r in con.execute(
+                "SELECT file_hash FROM raw.loads UNION SELECT file_hash FROM quarantine.files"
+            ).fetchall()
+        }
+        for path in landing_files(settings):
+            file_hash = file_sha256(path)
+            if file_hash in seen:
+                skipped += 1
+                continue
+            try:
+                loaded.append(_load(con, settings, path, file_hash))
+            except IngestError as exc:
+                agency = kind = None
+                try:
+                    agency, kind = contract.parse_file_name(path.name)
+                except ValueError:
+                    pass
+                _quarantine_file(con, settings, path, file_hash, str(exc), agency=agency, kind=kind)
+                quarantined.append({"file": path.name, "reason": str(exc)})
+            seen.add(file_hash)
+    return {
+        "files_loaded": len(loaded),
+        "rows_loaded": sum(x["rows"] for x in loaded),
+        "files_skipped_already_seen": skipped,
+        "files_quarantined": len(quarantined),
+        "quarantined": quarantined,
+        "loads": loaded,
+        "reference_areas": areas,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
