@@ -1,0 +1,142 @@
+"""Agency-side pseudonymiser: raw plaintext extracts -> contract files for the hub.
+
+For every contract file (`<agency>_<people|events>.csv`) in `source`, write the pseudonymised
+file of the same name to `dest`, with exactly `contract.PEOPLE_COLUMNS` / `EVENT_COLUMNS`, one
+output row per input row in the same order.  Clear columns (sex, ethnicity, dates, event type,
+value) pass through unchanged, even if invalid: validating them is the hub's job.  Never prints
+or logs identifiers, tokens or the key; figures are counts and timings only.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from joinedup import contract
+from joinedup.config import Settings
+from linkage import encoding as enc
+from linkage.errors import PseudonymiseError
+from linkage.keys import load_key
+
+
+def _read_raw(path: Path, kind: str) -> pd.DataFrame:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PseudonymiseError(f"{path.name}: cannot read file ({type(exc).__name__})") from None
+    header = [h.strip() for h in header]
+    for col in contract.columns_for(kind, raw=True):
+        if col not in header:
+            raise PseudonymiseError(f"{path.name}: header lacks contract column {col!r}")
+    try:
+        df = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PseudonymiseError(f"{path.name}: not a readable CSV ({type(exc).__name__})") from None
+    df.columns = [c.strip() for c in df.columns]
+    return df
+
+
+def encode_people(df: pd.DataFrame, agency: str, encoder: enc.Encoder) -> pd.DataFrame:
+    """Raw people rows (RAW_PEOPLE_COLUMNS) -> contract rows (PEOPLE_COLUMNS), same order."""
+    m = enc.map_distinct
+    first = m(df["first_name"], enc.normalise_name)
+    surname = m(df["surname"], enc.normalise_name)
+    dob = m(df["dob"], enc.normalise_dob)
+    postcode = m(df["postcode"], enc.normalise_postcode)
+    out = pd.DataFrame(index=df.index)
+    out["agency"] = agency
+    out["record_token"] = encoder.tokens("record", agency + ":" + df["source_id"].str.strip())
+    out["first_name_token"] = encoder.tokens("first_name", first)
+    out["surname_token"] = encoder.tokens("surname", surname)
+    out["first_name_bf"] = encoder.blooms(first)
+    out["surname_bf"] = encoder.blooms(surname)
+    out["first_name_soundex_token"] = encoder.tokens("first_name_soundex", m(first, enc.soundex))
+    out["surname_soundex_token"] = encoder.tokens("surname_soundex", m(surname, enc.soundex))
+    out["dob_token"] = encoder.tokens("dob", dob)
+    out["dob_swap_token"] = encoder.tokens("dob", m(dob, enc.swap_dob))
+    out["birth_year_month"] = m(dob, enc.birth_year_month)
+    out["sex"] = df["sex"]
+    out["ethnicity"] = df["ethnicity"]
+    out["postcode_token"] = encoder.tokens("postcode", postcode)
+    out["postcode_sector"] = m(postcode, enc.postcode_sector)
+    out["nhs_token"] = encoder.tokens("nhs", m(df["nhs_number"], enc.normalise_nhs))
+    out["upn_token"] = encoder.tokens("upn", m(df["upn"], enc.normalise_upn))
+    out["extract_date"] = df["extract_date"]
+    return out[list(contract.PEOPLE_COLUMNS)]
+
+
+def encode_events(df: pd.DataFrame, agency: str, encoder: enc.Encoder) -> pd.DataFrame:
+    """Raw event rows (RAW_EVENT_COLUMNS) -> contract rows (EVENT_COLUMNS), same order."""
+    out = pd.DataFrame(index=df.index)
+    out["agency"] = agency
+    out["event_token"] = encoder.tokens("event", agency + ":" + df["event_id"].str.strip())
+    out["record_token"] = encoder.tokens("record", agency + ":" + df["source_id"].str.strip())
+    for col in ("event_date", "event_type", "value", "extract_date"):
+        out[col] = df[col]
+    return out[list(contract.EVENT_COLUMNS)]
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            df.to_csv(f, index=False, lineterminator="\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(
+    settings: Settings,
+    key_file: str | Path | None = None,
+    source: str | Path | None = None,
+    dest: str | Path | None = None,
+    **options: object,
+) -> dict:
+    """Stage `pseudonymise`: every contract file in `source` -> `dest`. Figures only, no values."""
+    started = time.perf_counter()
+    key = load_key(key_file or settings.key_file)
+    source = Path(source or settings.agency_dir)
+    dest = Path(dest or settings.landing_dir)
+    if not source.is_dir():
+        raise PseudonymiseError(f"source folder {source} not found")
+    encoder = enc.Encoder(key)
+    files: dict[str, dict] = {}
+    for agency in contract.AGENCIES:
+        for kind in contract.KINDS:
+            name = contract.file_name(agency, kind)
+            path = source / name
+            if not path.is_file():
+                continue
+            t0 = time.perf_counter()
+            raw = _read_raw(path, kind)
+            if kind == "people":
+                out = encode_people(raw, agency, encoder)
+            else:
+                out = encode_events(raw, agency, encoder)
+            if len(out) != len(raw):  # defensive: truth relies on row n in = row n out
+                raise PseudonymiseError(f"{name}: row count changed during encoding")
+            _write_atomic(out, dest / name)
+            files[name] = {"rows": len(out), "seconds": round(time.perf_counter() - t0, 3)}
+    if not files:
+        raise PseudonymiseError(f"no contract files (<agency>_<people|events>.csv) in {source}")
+    return {
+        "files": len(files),
+        "rows": sum(f["rows"] for f in files.values()),
+        "per_file": files,
+        "dest": str(dest),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
