@@ -1,0 +1,569 @@
+"""Training, calibration, evaluation and the model registry for the risk model.
+
+Owns: the temporal split (`split_months`), the candidate models, the choice between them (on the
+validation months only), calibration (fitted on the validation months), the held-out test metrics
+with child-level bootstrap CIs (`evaluate`), the comparison with the synthetic oracle, and the
+registry under `settings.models_dir` (`<version>/model.joblib`, `metadata.json`, `metrics.json`,
+and a `current` pointer file).  The version is a hash of the labelled feature data and the
+training configuration, so training twice on the same features reuses the same version.
+
+Reads `features.child_month`; writes only the registry (and a copy of the metrics under
+`settings.outputs_dir`).  Imports `joinedup`, `warehouse`, `models.features`, and lazily
+`linkage.truth` (evaluation against synthetic truth only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from joinedup.config import Settings
+from models.features import count_columns, feature_columns
+from warehouse.db import connect
+
+MODEL_FILE = "model.joblib"
+CURRENT_FILE = "current"
+#: bump when training code changes in a way that should make a new version on the same data
+TRAINING_CODE_VERSION = "1"
+
+DEFAULT_CANDIDATES: tuple[dict, ...] = (
+    {"kind": "logistic", "C": 0.001},
+    {"kind": "logistic", "C": 0.003},
+    {"kind": "logistic", "C": 0.01},
+    {"kind": "logistic", "C": 0.1},
+    {
+        "kind": "hgb",
+        "learning_rate": 0.03,
+        "max_leaf_nodes": 7,
+        "max_iter": 300,
+        "min_samples_leaf": 200,
+        "l2_regularization": 1.0,
+    },
+    {
+        "kind": "hgb",
+        "learning_rate": 0.05,
+        "max_leaf_nodes": 15,
+        "max_iter": 300,
+        "min_samples_leaf": 100,
+        "l2_regularization": 1.0,
+    },
+)
+
+
+class Log1pColumns(BaseEstimator, TransformerMixin):
+    """log1p on the given column positions (counts); other columns pass through, order kept."""
+
+    def __init__(self, columns: tuple[int, ...] = ()):
+        self.columns = columns
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        X = np.array(X, dtype=np.float64, copy=True)
+        cols = list(self.columns)
+        X[:, cols] = np.log1p(np.clip(X[:, cols], 0, None))
+        return X
+
+
+def make_model(candidate: dict, features: list[str], seed: int = 0):
+    """An unfitted sklearn estimator for one candidate configuration."""
+    params = {k: v for k, v in candidate.items() if k != "kind"}
+    if candidate["kind"] == "logistic":
+        counts = set(count_columns())
+        cols = tuple(i for i, f in enumerate(features) if f in counts)
+        return Pipeline(
+            [
+                ("log1p", Log1pColumns(cols)),
+                ("impute", SimpleImputer(strategy="median")),
+                ("scale", StandardScaler()),
+                ("clf", LogisticRegression(max_iter=3000, **params)),
+            ]
+        )
+    if candidate["kind"] == "hgb":
+        return HistGradientBoostingClassifier(early_stopping=False, random_state=seed, **params)
+    raise ValueError(f"unknown candidate kind {candidate['kind']!r}")
+
+
+# ------------------------------------------------------------------ data and split
+def load_features(con, labelled: bool = True) -> pd.DataFrame:
+    """Rows of features.child_month: the labelled ones (training) or the unlabelled (scoring)."""
+    cols = ", ".join(["child_id", "as_of", *feature_columns(), "label"])
+    where = "label IS NOT NULL" if labelled else "label IS NULL"
+    df = con.execute(
+        f"SELECT {cols} FROM features.child_month WHERE {where} ORDER BY as_of, child_id"
+    ).df()
+    df["as_of"] = pd.to_datetime(df["as_of"])
+    return df
+
+
+def feature_data_hash(df: pd.DataFrame) -> str:
+    """sha256 of the labelled feature rows (ids, features, label) in table order."""
+    cols = ["child_id", "as_of", *feature_columns(), "label"]
+    h = pd.util.hash_pandas_object(df[cols], index=False).to_numpy()
+    return hashlib.sha256(h.tobytes()).hexdigest()
+
+
+def split_months(
+    months: list, n_test: int = 6, n_val: int = 3, embargo_months: int = 12
+) -> dict[str, list]:
+    """Temporal split of the labelled as-of months: test = the last `n_test`; the embargo drops
+    the `embargo_months - 1` months before the test so that no training or validation label window
+    (12 months) reaches past the first test as-of; validation = the last `n_val` months left;
+    train = the rest.  (`run` further splits train and validation by child.)"""
+    months = sorted(months)
+    test = months[-n_test:]
+    rest = months[:-n_test]
+    if embargo_months > 0:
+        first_test = pd.Timestamp(test[0])
+        cut = first_test - pd.DateOffset(months=embargo_months)
+        rest = [m for m in rest if pd.Timestamp(m) <= cut]
+    val = rest[-n_val:]
+    train = rest[:-n_val]
+    if not train or not val or not test:
+        raise ValueError(
+            f"not enough labelled months ({len(months)}) for a split with {n_test} test, "
+            f"{n_val} validation and a {embargo_months}-month embargo"
+        )
+    return {"train": train, "validation": val, "test": test}
+
+
+def child_holdout(child_id: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """A stable pseudo-random `fraction` of children (by hash of id and seed): True = held out."""
+    h = pd.util.hash_pandas_object(child_id.astype(str) + f"|{seed}", index=False).to_numpy()
+    return (h % 10_000) < int(round(fraction * 10_000))
+
+
+# ------------------------------------------------------------------ metrics
+def _group_sums(y: np.ndarray, s: np.ndarray, W: np.ndarray, descending: bool):
+    """Sort by score, group tied scores; return per-group weighted positives and negatives."""
+    order = np.argsort(-s if descending else s, kind="mergesort")
+    ss = s[order]
+    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+    Wo = W[order]
+    yo = y[order].astype(W.dtype)[:, None]
+    pos = np.add.reduceat(Wo * yo, starts, axis=0)
+    neg = np.add.reduceat(Wo * (1 - yo), starts, axis=0)
+    return pos, neg
+
+
+def weighted_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """ROC AUC for each weight column of W (ties count one half)."""
+    pos, neg = _group_sums(y, s, W, descending=False)
+    neg_before = np.cumsum(neg, axis=0) - neg
+    num = (pos * (neg_before + 0.5 * neg)).sum(axis=0)
+    return num / (pos.sum(axis=0) * neg.sum(axis=0))
+
+
+def weighted_ap(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Average precision (sklearn's definition) for each weight column of W."""
+    pos, neg = _group_sums(y, s, W, descending=True)
+    tp, fp = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)
+    prec = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    return (pos * prec).sum(axis=0) / pos.sum(axis=0)
+
+
+def decile_bins(p: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """Bin index 0..n_bins-1 by predicted-probability quantile (ties kept together)."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    return np.searchsorted(edges, p, side="right")
+
+
+def top_k_flags(p: np.ndarray, months: np.ndarray, k: int) -> np.ndarray:
+    """1 for the k highest scores within each as-of month."""
+    df = pd.DataFrame({"p": p, "m": months})
+    rank = df.groupby("m")["p"].rank(method="first", ascending=False)
+    return (rank <= k).to_numpy()
+
+
+def bootstrap_weights(child: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Row weights (rows x n_boot, float32): each column resamples children with replacement."""
+    codes, uniq = pd.factorize(child)
+    nc = len(uniq)
+    rng = np.random.default_rng(seed)
+    C = np.empty((nc, n_boot), dtype=np.float32)
+    for b in range(n_boot):
+        C[:, b] = np.bincount(rng.integers(0, nc, nc), minlength=nc)
+    return C[codes]
+
+
+def _ci(values: np.ndarray) -> list[float]:
+    v = values[np.isfinite(values)]
+    return [round(float(x), 5) for x in np.percentile(v, [2.5, 97.5])] if len(v) else [None, None]
+
+
+def evaluate(
+    y: np.ndarray,
+    p: np.ndarray,
+    months: np.ndarray,
+    child: np.ndarray,
+    capacity: int,
+    n_boot: int = 200,
+    seed: int = 0,
+    oracle: np.ndarray | None = None,
+) -> dict:
+    """Test-period figures with child-level bootstrap 95% CIs.  `oracle` (optional, same rows,
+    NaN where unknown) adds the oracle's AUC on the rows it covers and ours/oracle."""
+    y = y.astype(np.int8)
+    W = bootstrap_weights(child, n_boot, seed)
+    bins = decile_bins(p)
+    n_bins = int(bins.max()) + 1
+    B = np.zeros((len(p), n_bins), dtype=np.float32)
+    B[np.arange(len(p)), bins] = 1.0
+    flag = top_k_flags(p, months, capacity).astype(np.float32)
+    yf = y.astype(np.float32)
+
+    out: dict = {"rows": int(len(y)), "positives": int(y.sum()), "children": int(len(set(child)))}
+    out["roc_auc"] = round(float(roc_auc_score(y, p)), 5)
+    out["roc_auc_ci"] = _ci(weighted_auc(y, p, W))
+    out["average_precision"] = round(float(average_precision_score(y, p)), 5)
+    out["average_precision_ci"] = _ci(weighted_ap(y, p, W))
+    out["prevalence"] = round(float(y.mean()), 5)
+    out["brier"] = round(float(brier_score_loss(y, p)), 6)
+    sq = ((p - y) ** 2).astype(np.float32)
+    out["brier_ci"] = _ci((sq @ W) / W.sum(axis=0))
+    out["log_loss"] = round(float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6))), 5)
+
+    # calibration by predicted decile
+    n_b = B.sum(axis=0)
+    obs = (B.T @ yf) / n_b
+    pred = (B.T @ p.astype(np.float32)) / n_b
+    out["calibration_deciles"] = [
+        {
+            "bin": int(i),
+            "n": int(n_b[i]),
+            "mean_predicted": round(float(pred[i]), 5),
+            "observed_rate": round(float(obs[i]), 5),
+        }
+        for i in range(n_bins)
+    ]
+    out["ece"] = round(float((n_b / n_b.sum() * np.abs(obs - pred)).sum()), 6)
+    BW = B.T @ W  # bins x reps
+    obs_b = (B.T @ (W * yf[:, None])) / np.maximum(BW, 1e-9)
+    pred_b = (B.T @ (W * p.astype(np.float32)[:, None])) / np.maximum(BW, 1e-9)
+    out["ece_ci"] = _ci((BW / BW.sum(axis=0) * np.abs(obs_b - pred_b)).sum(axis=0))
+
+    # precision and recall at capacity (top `capacity` per as-of month)
+    hits = flag * yf
+    out["capacity_per_month"] = int(capacity)
+    out["flagged"] = int(flag.sum())
+    out["precision_at_capacity"] = round(float(hits.sum() / flag.sum()), 5)
+    out["recall_at_capacity"] = round(float(hits.sum() / max(yf.sum(), 1)), 5)
+    out["precision_at_capacity_ci"] = _ci((hits @ W) / (flag @ W))
+    out["recall_at_capacity_ci"] = _ci((hits @ W) / (yf @ W))
+
+    if oracle is not None:
+        ok = np.isfinite(oracle)
+        out["oracle_coverage"] = round(float(ok.mean()), 5)
+        if ok.sum() and 0 < y[ok].sum() < ok.sum():
+            Wo = W[ok]
+            ours = weighted_auc(y[ok], p[ok], Wo)
+            orc = weighted_auc(y[ok], oracle[ok], Wo)
+            out["oracle_roc_auc"] = round(float(roc_auc_score(y[ok], oracle[ok])), 5)
+            out["oracle_roc_auc_ci"] = _ci(orc)
+            out["roc_auc_same_rows"] = round(float(roc_auc_score(y[ok], p[ok])), 5)
+            out["auc_ratio_to_oracle"] = round(out["roc_auc_same_rows"] / out["oracle_roc_auc"], 5)
+            out["auc_ratio_to_oracle_ci"] = _ci(ours / orc)
+            out["oracle_average_precision"] = round(
+                float(average_precision_score(y[ok], oracle[ok])), 5
+            )
+            oflag = top_k_flags(oracle[ok], months[ok], capacity)
+            out["oracle_precision_at_capacity"] = round(float(y[ok][oflag].mean()), 5)
+    return out
+
+
+# ------------------------------------------------------------------ oracle (synthetic truth)
+def _child_truth(settings: Settings, con, child_ids: np.ndarray) -> tuple[pd.DataFrame, str]:
+    """child_id -> person_id: linkage's truth map when it can be built, else identity (the
+    fixture's linked tables use person_id as child_id; elsewhere identity simply matches nothing
+    and the oracle figures are left out)."""
+    identity = pd.DataFrame({"child_id": child_ids, "person_id": child_ids})
+    try:
+        from linkage.truth import child_truth
+    except ImportError:
+        return identity, "identity"
+    try:
+        m = child_truth(settings, con)
+    except duckdb.Error:  # no raw/linked.records layer (fixture warehouse)
+        return identity, "identity"
+    if m.empty:
+        return identity, "identity"
+    return m[["child_id", "person_id"]].drop_duplicates("child_id"), "linkage.truth"
+
+
+def oracle_for_rows(settings: Settings, con, rows: pd.DataFrame) -> np.ndarray | None:
+    """The oracle's p_true for each (child_id, as_of) row, NaN where unknown; None without truth."""
+    path = settings.truth_dir / "oracle.parquet"
+    if not path.exists():
+        return None
+    orc = pd.read_parquet(path, columns=["person_id", "month", "p_true"])
+    orc["month"] = pd.to_datetime(orc["month"].astype(str).str[:7] + "-01")
+    m, _how = _child_truth(settings, con, rows["child_id"].unique())
+    keyed = rows[["child_id", "as_of"]].merge(m, on="child_id", how="left")
+    keyed["month"] = keyed["as_of"].dt.to_period("M").dt.to_timestamp()
+    keyed = keyed.merge(
+        orc.drop_duplicates(["person_id", "month"]), on=["person_id", "month"], how="left"
+    )
+    return keyed["p_true"].to_numpy(dtype=np.float64)
+
+
+# ------------------------------------------------------------------ registry
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def current_version(settings: Settings) -> str | None:
+    p = settings.models_dir / CURRENT_FILE
+    return p.read_text().strip() if p.exists() else None
+
+
+def _set_current(settings: Settings, version: str) -> None:
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings.models_dir / f".{CURRENT_FILE}.tmp"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, settings.models_dir / CURRENT_FILE)
+
+
+def load_current(settings: Settings, version: str | None = None) -> tuple[dict, dict]:
+    """(model bundle, metadata) of the current (or given) version, after checking the model
+    file's sha256 against its metadata.  Raises RuntimeError with the reason otherwise."""
+    version = version or current_version(settings)
+    if not version:
+        raise RuntimeError(f"no current model in {settings.models_dir}: run `joinedup train` first")
+    folder = settings.models_dir / version
+    meta_path, model_path = folder / "metadata.json", folder / MODEL_FILE
+    if not meta_path.exists() or not model_path.exists():
+        raise RuntimeError(f"model version {version} is incomplete in {folder}")
+    meta = json.loads(meta_path.read_text())
+    digest = _sha256(model_path)
+    if digest != meta.get("model_sha256"):
+        raise RuntimeError(
+            f"model version {version}: {model_path} sha256 {digest[:12]}... does not match "
+            f"metadata.json ({str(meta.get('model_sha256'))[:12]}...); refusing to load it"
+        )
+    return joblib.load(model_path), meta
+
+
+# ------------------------------------------------------------------ the stage
+def _predict(model, X: np.ndarray) -> np.ndarray:
+    return model.predict_proba(X)[:, 1]
+
+
+def run(
+    settings: Settings,
+    n_test_months: int = 6,
+    n_val_months: int = 3,
+    embargo_months: int = 12,
+    n_boot: int = 200,
+    candidates: tuple[dict, ...] | None = None,
+    calibration: str = "auto",
+    val_child_fraction: float = 0.3,
+    **_: object,
+) -> dict:
+    """Train the candidates, choose and calibrate on validation, evaluate on test, register."""
+    t0 = time.perf_counter()
+    candidates = tuple(candidates or DEFAULT_CANDIDATES)
+    features = feature_columns()
+    config = {
+        "n_test_months": n_test_months,
+        "n_val_months": n_val_months,
+        "embargo_months": embargo_months,
+        "n_boot": n_boot,
+        "candidates": list(candidates),
+        "calibration": calibration,
+        "val_child_fraction": val_child_fraction,
+        "capacity_per_month": settings.capacity_per_month,
+        "seed": settings.seed,
+        "features": features,
+        "sklearn": sklearn.__version__,
+        "code": TRAINING_CODE_VERSION,
+    }
+    with connect(settings) as con:
+        df = load_features(con, labelled=True)
+        if df.empty:
+            raise RuntimeError("features.child_month has no labelled rows: run `joinedup features`")
+        data_hash = feature_data_hash(df)
+        version = hashlib.sha256(
+            (data_hash + json.dumps(config, sort_keys=True)).encode()
+        ).hexdigest()[:16]
+        folder = settings.models_dir / version
+        if (folder / "metadata.json").exists() and (folder / "metrics.json").exists():
+            _set_current(settings, version)
+            metrics = json.loads((folder / "metrics.json").read_text())
+            return {"version": version, "reused": True, **_summary(metrics)}
+
+        split = split_months(
+            sorted(df["as_of"].unique()), n_test_months, n_val_months, embargo_months
+        )
+        part = {k: df["as_of"].isin(v).to_numpy() for k, v in split.items()}
+        # validation children are disjoint from training children: the same child's overlapping
+        # label windows would otherwise let a flexible model memorise them and flatter validation
+        val_child = child_holdout(df["child_id"], val_child_fraction, settings.seed)
+        part["train"] &= ~val_child
+        part["validation"] &= val_child
+        test_rows = df.loc[part["test"], ["child_id", "as_of"]].reset_index(drop=True)
+        oracle = oracle_for_rows(settings, con, test_rows)
+    # the warehouse is closed while fitting (DuckDB has one writer at a time)
+    X = df[features].to_numpy(dtype=np.float64)
+    y = df["label"].to_numpy(dtype=np.int8)
+    Xtr, ytr = X[part["train"]], y[part["train"]]
+    Xva, yva = X[part["validation"]], y[part["validation"]]
+
+    tried = []
+    best, best_key = None, None
+    for i, cand in enumerate(candidates):
+        t1 = time.perf_counter()
+        model = make_model(cand, features, seed=settings.seed).fit(Xtr, ytr)
+        pv = _predict(model, Xva)
+        ap = float(average_precision_score(yva, pv))
+        ll = float(log_loss(yva, np.clip(pv, 1e-6, 1 - 1e-6)))
+        tried.append(
+            {
+                **cand,
+                "validation_average_precision": round(ap, 5),
+                "validation_log_loss": round(ll, 5),
+                "validation_roc_auc": round(float(roc_auc_score(yva, pv)), 5),
+                "fit_seconds": round(time.perf_counter() - t1, 2),
+            }
+        )
+        key = (round(ap, 3), -ll)
+        if best_key is None or key > best_key:
+            best, best_key, best_i = model, key, i
+    chosen = candidates[best_i]
+
+    method = calibration
+    if method == "auto":
+        method = "isotonic" if yva.sum() >= 500 else "sigmoid"
+    calibrated = CalibratedClassifierCV(FrozenEstimator(best), method=method).fit(Xva, yva)
+
+    pt = _predict(calibrated, X[part["test"]])
+
+    metrics = evaluate(
+        y[part["test"]],
+        pt,
+        test_rows["as_of"].to_numpy(),
+        test_rows["child_id"].to_numpy(),
+        settings.capacity_per_month,
+        n_boot=n_boot,
+        seed=settings.seed,
+        oracle=oracle,
+    )
+    metrics["validation"] = {
+        "rows": int(part["validation"].sum()),
+        "positives": int(yva.sum()),
+        "roc_auc_uncalibrated": tried[best_i]["validation_roc_auc"],
+    }
+    metrics["candidates"] = tried
+
+    # reference values for reasons: training medians (counts -> 0 when the median is 0)
+    ref = np.nanmedian(Xtr, axis=0)
+    reference = {f: (0.0 if np.isnan(v) else float(v)) for f, v in zip(features, ref, strict=True)}
+    bundle = {
+        "version": version,
+        "kind": chosen["kind"],
+        "features": features,
+        "model": calibrated,
+        "base": best,
+        "reference": reference,
+    }
+    dtypes = {c: str(df[c].dtype) for c in features}
+    months = {k: [str(pd.Timestamp(m).date()) for m in v] for k, v in split.items()}
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=settings.models_dir))
+    try:
+        joblib.dump(bundle, tmp / MODEL_FILE)
+        meta = {
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model_kind": chosen["kind"],
+            "hyper_parameters": chosen,
+            "calibration": method,
+            "training_window": {
+                "train": [months["train"][0], months["train"][-1]],
+                "validation": [months["validation"][0], months["validation"][-1]],
+                "test": [months["test"][0], months["test"][-1]],
+                "embargo_months": embargo_months,
+                "validation_child_fraction": val_child_fraction,
+                "label_months": 12,
+                "rows": {k: int(v.sum()) for k, v in part.items()},
+                "positives": {k: int(y[v].sum()) for k, v in part.items()},
+            },
+            "features": features,
+            "feature_dtypes": dtypes,
+            "feature_data_sha256": data_hash,
+            "config": config,
+            "model_file": MODEL_FILE,
+            "model_sha256": _sha256(tmp / MODEL_FILE),
+            "sklearn_version": sklearn.__version__,
+            "reason_method": (
+                "coefficient x standardised value"
+                if chosen["kind"] == "logistic"
+                else "change in log-odds when a factor's features are set to training medians"
+            ),
+        }
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if folder.exists():  # an incomplete earlier attempt
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _set_current(settings, version)
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    (settings.outputs_dir / "risk_model_metrics.json").write_text(
+        json.dumps({"version": version, **metrics}, indent=2)
+    )
+    return {
+        "version": version,
+        "reused": False,
+        "model_kind": chosen["kind"],
+        "calibration": method,
+        "seconds": round(time.perf_counter() - t0, 2),
+        **_summary(metrics),
+    }
+
+
+def _summary(metrics: dict) -> dict:
+    keys = (
+        "rows",
+        "positives",
+        "roc_auc",
+        "roc_auc_ci",
+        "average_precision",
+        "average_precision_ci",
+        "brier",
+        "ece",
+        "precision_at_capacity",
+        "precision_at_capacity_ci",
+        "recall_at_capacity",
+        "recall_at_capacity_ci",
+        "oracle_roc_auc",
+        "auc_ratio_to_oracle",
+    )
+    return {f"test_{k}": metrics[k] for k in keys if k in metrics}
