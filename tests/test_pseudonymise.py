@@ -1,0 +1,181 @@
+"""Pseudonymiser and encodings: keys, tokens, Bloom filters, row order, no identifiers out."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+from joinedup import contract
+from linkage import encoding as enc
+from linkage import keys, pseudonymise
+from linkage.errors import KeyFileError, LinkageError, PseudonymiseError
+
+RAW_PEOPLE = [
+    # source_id, first, surname, dob, sex, postcode, ethnicity, nhs, upn
+    ("H0000001", "Zoë", "O'Brien", "2014-03-07", "F", "ju4 7qb", "WHITE", "943 476 5919", ""),
+    ("H0000002", "Jonathan", "Smith", "2012-11-11", "M", "JU1 2AB", "ASIAN", "9434765870", ""),
+    ("H0000003", "", "", "", "X", "", "NOPE", "", ""),  # invalid clear values pass through
+    ("H0000004", "Jonathon", "Smyth", "2012-02-30", "M", "JU12AB", "UNK", "", "A123456789012"),
+]
+
+
+def write_raw(settings, rows=RAW_PEOPLE, agency="health"):
+    settings.agency_dir.mkdir(parents=True, exist_ok=True)
+    people = pd.DataFrame(
+        [(*r, "2026-10-01") for r in rows], columns=list(contract.RAW_PEOPLE_COLUMNS)
+    )
+    people.to_csv(settings.agency_dir / f"{agency}_people.csv", index=False)
+    events = pd.DataFrame(
+        [
+            (f"EV{i}", r[0], "2025-01-0" + str(1 + i % 9), "ae_attendance", "", "2026-10-01")
+            for i, r in enumerate(rows * 3)
+        ],
+        columns=list(contract.RAW_EVENT_COLUMNS),
+    )
+    events.to_csv(settings.agency_dir / f"{agency}_events.csv", index=False)
+    return people, events
+
+
+def test_refuses_without_key(settings):
+    write_raw(settings)
+    with pytest.raises(KeyFileError, match="not found"):
+        pseudonymise.run(settings)
+    assert not any(settings.landing_dir.glob("*.csv"))
+    assert issubclass(KeyFileError, LinkageError)
+
+
+def test_keygen_never_overwrites(settings):
+    first = keys.run(settings)
+    assert first["created"] is True
+    text = settings.key_file.read_text()
+    assert stat.S_IMODE(os.stat(settings.key_file).st_mode) == 0o600
+    assert len(keys.load_key(settings.key_file)) == keys.KEY_BYTES
+    assert keys.run(settings)["created"] is False
+    assert settings.key_file.read_text() == text
+    with pytest.raises(KeyFileError, match="already exists"):
+        keys.generate_key(settings.key_file)
+
+
+def test_short_key_refused(tmp_path):
+    bad = tmp_path / "k"
+    bad.write_text("abcd")
+    with pytest.raises(KeyFileError, match="too short"):
+        keys.load_key(bad)
+
+
+def test_tokens_keyed_and_field_prefixed():
+    k1, k2 = b"1" * 32, b"2" * 32
+    assert enc.token(k1, "surname", "SMITH") == enc.token(k1, "surname", "SMITH")
+    assert enc.token(k1, "surname", "SMITH") != enc.token(k2, "surname", "SMITH")
+    assert enc.token(k1, "surname", "SMITH") != enc.token(k1, "first_name", "SMITH")
+    assert len(enc.token(k1, "surname", "SMITH")) == contract.TOKEN_HEX_LENGTH
+    assert enc.token(k1, "surname", "") == ""
+
+
+def test_normalisation():
+    assert enc.normalise_name(" Zoë O'Brien-Smith ") == "ZOEOBRIENSMITH"
+    assert enc.normalise_postcode("ju4 7qb") == "JU47QB"
+    assert enc.postcode_sector("ju4 7qb") == "JU4 7"
+    assert enc.postcode_sector("nonsense") == ""
+    assert enc.normalise_nhs("943 476 5919") == "9434765919"
+    assert enc.swap_dob("2014-03-07") == "2014-07-03"
+    assert enc.swap_dob("2014-03-03") == "" and enc.swap_dob("2014-03-25") == ""
+    assert enc.birth_year_month("2014-03-07") == "2014-03"
+    assert enc.birth_year_month("2012-02-30") == ""
+    assert [enc.soundex(n) for n in ("Robert", "Rupert", "Ashcraft", "Tymczak")] == [
+        "R163", "R163", "A261", "T522",
+    ]  # fmt: skip
+
+
+def test_bloom_dice_similar_high_different_low():
+    e = enc.Encoder(b"k" * 32)
+    bf = e.bloom("JONATHAN")
+    assert len(bf) == contract.BLOOM_HEX_LENGTH and bf == bf.lower()
+    assert enc.dice(bf, e.bloom("JONATHON")) > 0.8
+    assert enc.dice(e.bloom("SMITH"), e.bloom("SMYTH")) > 0.6
+    assert enc.dice(bf, e.bloom("MARY")) < 0.3
+    assert enc.dice(e.bloom("SMITH"), e.bloom("WILLIAMS")) < 0.3
+    assert e.bloom("") == ""
+    assert enc.Encoder(b"j" * 32).bloom("JONATHAN") != bf  # keyed
+
+
+def test_pseudonymise_files(settings):
+    keys.run(settings)
+    raw_people, raw_events = write_raw(settings)
+    (settings.agency_dir / "notes.txt").write_text("not a contract file")
+    figures = pseudonymise.run(settings)
+    assert figures["files"] == 2 and figures["rows"] == len(raw_people) + len(raw_events)
+    people = pd.read_csv(settings.landing_dir / "health_people.csv", dtype=str,
+                         keep_default_na=False)  # fmt: skip
+    events = pd.read_csv(settings.landing_dir / "health_events.csv", dtype=str,
+                         keep_default_na=False)  # fmt: skip
+    assert tuple(people.columns) == contract.PEOPLE_COLUMNS
+    assert tuple(events.columns) == contract.EVENT_COLUMNS
+    assert len(people) == len(raw_people) and len(events) == len(raw_events)
+    assert (people["agency"] == "health").all()
+    # row order: row n in is row n out
+    assert list(people["sex"]) == list(raw_people["sex"])
+    assert list(people["ethnicity"]) == list(raw_people["ethnicity"])
+    assert list(events["event_date"]) == list(raw_events["event_date"])
+    # events point at their person's record token
+    by_source = dict(zip(raw_people["source_id"], people["record_token"], strict=True))
+    assert list(events["record_token"]) == [by_source[s] for s in raw_events["source_id"]]
+    assert events["event_token"].is_unique
+    row = people.iloc[0]
+    assert row["birth_year_month"] == "2014-03" and row["postcode_sector"] == "JU4 7"
+    assert row["dob_swap_token"] and people.iloc[1]["dob_swap_token"] == ""  # 11-11
+    assert people.iloc[2]["first_name_token"] == "" and people.iloc[2]["first_name_bf"] == ""
+    assert people.iloc[2]["sex"] == "X"  # invalid values are left for validation to catch
+    # normalisation: same postcode written two ways gives the same token
+    assert people.iloc[1]["postcode_token"] == people.iloc[3]["postcode_token"]
+    for col in contract.TOKEN_COLUMNS:
+        vals = people[col][people[col] != ""]
+        assert vals.str.fullmatch(f"[0-9a-f]{{{contract.TOKEN_HEX_LENGTH}}}").all(), col
+
+
+def test_no_raw_identifier_in_output(settings):
+    keys.run(settings)
+    raw_people, raw_events = write_raw(settings)
+    pseudonymise.run(settings)
+    text = "".join(p.read_text() for p in settings.landing_dir.glob("*.csv")).upper()
+    for col in contract.RAW_IDENTIFIER_COLUMNS:
+        source = raw_people if col in raw_people else raw_events
+        for value in source[col]:
+            forms = {str(value).upper()}
+            if col in ("first_name", "surname"):
+                forms.add(enc.normalise_name(value))
+            if col == "nhs_number":
+                forms.add(enc.normalise_nhs(value))
+            if col == "postcode":
+                forms.add(enc.normalise_postcode(value))
+            for form in forms:
+                if len(form) >= 4 and col != "dob":
+                    assert form not in text, col
+    for dob in raw_people["dob"]:
+        if dob:
+            assert dob not in text
+    assert settings.key_file.read_text().strip().upper() not in text
+
+
+def test_refuses_header_without_contract_column(settings):
+    keys.run(settings)
+    write_raw(settings)
+    path = settings.agency_dir / "health_people.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns=["upn"])
+    df.to_csv(path, index=False)
+    with pytest.raises(PseudonymiseError, match=r"health_people\.csv.*'upn'"):
+        pseudonymise.run(settings)
+
+
+def test_source_and_dest_options(settings, tmp_path):
+    keys.run(settings)
+    write_raw(settings, agency="police")
+    dest = tmp_path / "out"
+    figures = pseudonymise.run(settings, key_file=settings.key_file,
+                               source=settings.agency_dir, dest=dest)  # fmt: skip
+    assert sorted(p.name for p in dest.iterdir()) == ["police_events.csv", "police_people.csv"]
+    assert figures["files"] == 2
+    assert not list(dest.glob(".*tmp"))
