@@ -81,9 +81,13 @@ def main() -> None:
         "link_records_per_second": round(link["records"] / results["link"]["seconds"], 1)
         if link.get("records")
         else None,
-        "linkage_quality": link.get("quality"),
+        "linkage_quality": {
+            k: (link.get("truth") or {}).get(k)
+            for k in ("precision", "recall", "f1", "twin_false_merge_rate")
+        },
         "model": {
-            k: results["train"]["figures"].get(k) for k in ("test_auc", "oracle_auc", "brier")
+            k: results["train"]["figures"].get(k)
+            for k in ("test_roc_auc", "test_oracle_roc_auc", "test_brier", "test_ece")
         },
         "home": str(home),
     }

@@ -135,8 +135,15 @@ def _month_add(d: date, months: int) -> date:
     return date(m // 12, m % 12 + 1, 1)
 
 
-def as_of_dates(settings: Settings, n_train_months: int = 24) -> tuple[list[date], date]:
-    """Training as-ofs (first of each month; the `n_train_months` ending `LABEL_MONTHS` before the
+#: labelled as-of months by default: 24 for fitting, then the 11 embargo months and 6 test months
+#: that `models.train.split_months` takes off the end (see docs/risk-model.md)
+LABELLED_MONTHS = 41
+
+
+def as_of_dates(
+    settings: Settings, n_train_months: int = LABELLED_MONTHS
+) -> tuple[list[date], date]:
+    """Labelled as-ofs (first of each month; the `n_train_months` ending `LABEL_MONTHS` before the
     extract date, so every label window is fully observed) and the scoring as-of (extract date)."""
     extract = date.fromisoformat(settings.extract_date)
     if extract.day != 1:
@@ -267,7 +274,7 @@ def build(con, dates: list[date], labelled: list[bool], table: str = "features.c
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def run(settings: Settings, n_train_months: int = 24, **_: object) -> dict:
+def run(settings: Settings, n_train_months: int = LABELLED_MONTHS, **_: object) -> dict:
     """Build `features.child_month` for the training as-ofs and the scoring as-of."""
     t0 = time.perf_counter()
     train, score_date = as_of_dates(settings, n_train_months)

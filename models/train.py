@@ -1,7 +1,7 @@
 """Training, calibration, evaluation and the model registry for the risk model.
 
 Owns: the temporal split (`split_months`), the candidate models, the choice between them (on the
-validation months only), calibration (fitted on the validation months), the held-out test metrics
+validation rows only: held-out children), calibration (fitted on the validation rows), the held-out test metrics
 with child-level bootstrap CIs (`evaluate`), the comparison with the synthetic oracle, and the
 registry under `settings.models_dir` (`<version>/model.joblib`, `metadata.json`, `metrics.json`,
 and a `current` pointer file).  The version is a hash of the labelled feature data and the
@@ -126,12 +126,13 @@ def feature_data_hash(df: pd.DataFrame) -> str:
 
 
 def split_months(
-    months: list, n_test: int = 6, n_val: int = 3, embargo_months: int = 12
+    months: list, n_test: int = 6, n_val: int = 0, embargo_months: int = 12
 ) -> dict[str, list]:
     """Temporal split of the labelled as-of months: test = the last `n_test`; the embargo drops
     the `embargo_months - 1` months before the test so that no training or validation label window
-    (12 months) reaches past the first test as-of; validation = the last `n_val` months left;
-    train = the rest.  (`run` further splits train and validation by child.)"""
+    (12 months) reaches past the first test as-of.  With `n_val` = 0 (the default) training and
+    validation share all the months left and `run` separates them by child; with `n_val` > 0 the
+    last `n_val` of those months are validation only (and still held-out children)."""
     months = sorted(months)
     test = months[-n_test:]
     rest = months[:-n_test]
@@ -139,8 +140,8 @@ def split_months(
         first_test = pd.Timestamp(test[0])
         cut = first_test - pd.DateOffset(months=embargo_months)
         rest = [m for m in rest if pd.Timestamp(m) <= cut]
-    val = rest[-n_val:]
-    train = rest[:-n_val]
+    val = rest[-n_val:] if n_val > 0 else list(rest)
+    train = rest[:-n_val] if n_val > 0 else list(rest)
     if not train or not val or not test:
         raise ValueError(
             f"not enough labelled months ({len(months)}) for a split with {n_test} test, "
@@ -293,6 +294,26 @@ def evaluate(
     return out
 
 
+def calibration_warnings(calibrated: CalibratedClassifierCV, validation_auc: float) -> list[str]:
+    """Plain-words warnings when the validation slice cannot support the model: a chosen model
+    that ranks validation children no better than chance, or a Platt fit whose slope would invert
+    the model's ranking (it happens with a handful of validation positives)."""
+    out = []
+    if not validation_auc > 0.5:
+        out.append(
+            f"the chosen model ranks validation children no better than chance "
+            f"(validation ROC AUC {validation_auc:.3f})"
+        )
+    for cc in calibrated.calibrated_classifiers_:
+        for cal in cc.calibrators:
+            if hasattr(cal, "a_") and cal.a_ >= 0:
+                out.append(
+                    "the sigmoid calibration fitted on validation has a non-negative slope "
+                    f"({cal.a_:.3g}) and reverses or flattens the model's ranking"
+                )
+    return out
+
+
 # ------------------------------------------------------------------ oracle (synthetic truth)
 def _child_truth(settings: Settings, con, child_ids: np.ndarray) -> tuple[pd.DataFrame, str]:
     """child_id -> person_id: linkage's truth map when it can be built, else identity (the
@@ -377,7 +398,7 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
 def run(
     settings: Settings,
     n_test_months: int = 6,
-    n_val_months: int = 3,
+    n_val_months: int = 0,
     embargo_months: int = 12,
     n_boot: int = 200,
     candidates: tuple[dict, ...] | None = None,
@@ -460,6 +481,7 @@ def run(
     if method == "auto":
         method = "isotonic" if yva.sum() >= 500 else "sigmoid"
     calibrated = CalibratedClassifierCV(FrozenEstimator(best), method=method).fit(Xva, yva)
+    warnings = calibration_warnings(calibrated, tried[best_i]["validation_roc_auc"])
 
     pt = _predict(calibrated, X[part["test"]])
 
@@ -478,6 +500,7 @@ def run(
         "positives": int(yva.sum()),
         "roc_auc_uncalibrated": tried[best_i]["validation_roc_auc"],
     }
+    metrics["warnings"] = warnings
     metrics["candidates"] = tried
 
     # reference values for reasons: training medians (counts -> 0 when the median is 0)
@@ -565,5 +588,6 @@ def _summary(metrics: dict) -> dict:
         "recall_at_capacity_ci",
         "oracle_roc_auc",
         "auc_ratio_to_oracle",
+        "warnings",
     )
     return {f"test_{k}": metrics[k] for k in keys if k in metrics}

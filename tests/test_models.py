@@ -56,7 +56,10 @@ def _copy_home(src: Settings, dest_dir) -> Settings:
 # ------------------------------------------------------------------ features
 def test_feature_table_shape(county: Settings):
     train_dates, scoring = features.as_of_dates(county)
-    assert len(train_dates) == 24 and train_dates[-1] == date(2025, 10, 1)
+    assert len(train_dates) == features.LABELLED_MONTHS == 41 and train_dates[-1] == date(
+        2025, 10, 1
+    )
+    assert train_dates[0] == date(2022, 6, 1)
     assert scoring == date(2026, 10, 1)
     with connect(county) as con:
         cols = [r[0] for r in con.execute("DESCRIBE features.child_month").fetchall()]
@@ -195,6 +198,19 @@ def test_labels_on_a_hand_made_case(tmp_path):
 
 
 # ------------------------------------------------------------------ training and registry
+def test_split_keeps_an_embargo_between_fitting_and_test():
+    months = list(pd.date_range("2022-06-01", "2025-10-01", freq="MS"))
+    split = train.split_months(months)
+    assert len(split["test"]) == 6 and split["test"][0] == pd.Timestamp("2025-05-01")
+    # the last fitting as-of's 12-month label window ends before the first test as-of
+    assert split["train"][-1] == pd.Timestamp("2024-05-01") == split["validation"][-1]
+    assert len(split["train"]) == 24 and split["train"] == split["validation"]
+    legacy = train.split_months(months, n_val=3)
+    assert legacy["validation"][0] > legacy["train"][-1] and len(legacy["validation"]) == 3
+    with pytest.raises(ValueError, match="not enough labelled months"):
+        train.split_months(months[:12])
+
+
 def test_weighted_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     y = rng.random(500) < 0.1
@@ -213,7 +229,10 @@ def test_train_registers_model_and_metrics(county: Settings, trained: dict):
     assert meta["features"] == features.feature_columns()
     assert meta["model_sha256"] == train._sha256(folder / train.MODEL_FILE)
     tw = meta["training_window"]
-    assert tw["train"][1] < tw["validation"][0] and tw["validation"][1] < tw["test"][0]
+    # fitting months end a full label window (12 months) before the first test as-of
+    gap = pd.Timestamp(tw["test"][0]) - pd.Timestamp(max(tw["train"][1], tw["validation"][1]))
+    assert gap.days >= 365 and tw["embargo_months"] == 12
+    assert 0 < tw["validation_child_fraction"] < 1 and tw["rows"]["validation"] > 0
     assert metrics["roc_auc"] > 0.5
     lo, hi = metrics["roc_auc_ci"]
     assert lo <= metrics["roc_auc"] <= hi
