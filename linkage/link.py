@@ -73,15 +73,7 @@ def score(
             ["unique_id_l", "unique_id_r", "match_weight", "match_probability"]
         ]
         steps["predict"] = round(time.perf_counter() - t, 2)
-        charts = {
-            "Match weights (Splink)": linker.visualisations.match_weights_chart().chart_dict,
-            "m and u parameters (Splink)": linker.visualisations.m_u_parameters_chart().chart_dict,
-        }
-        try:
-            hist = linker.visualisations.match_weights_histogram(pred)
-            charts["Match weights of scored pairs (Splink)"] = hist.chart_dict
-        except Exception as exc:  # a chart must never fail the stage
-            log.warning("match weight histogram skipped: %s", type(exc).__name__)
+        charts = report.splink_charts(linker, pred)
     finally:
         con.close()
     return df, pairs, figures, charts, steps

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import re
 import tempfile
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from splink.internals.html_utils import json_for_html, load_chart_libraries
+
+log = logging.getLogger(__name__)
 
 #: a run of 32+ hex characters would be a token, Bloom filter or key
 _ENCODING = re.compile(r"\b[0-9a-f]{32,}\b")
@@ -30,6 +33,24 @@ class _Encoder(json.JSONEncoder):
         if hasattr(o, "item"):
             return o.item()
         return str(o)
+
+
+def splink_charts(linker: Any, predictions: Any) -> dict[str, dict]:
+    """Splink's own charts for a trained linker and its predictions, as Vega-Lite specs keyed by
+    section title.  A chart that fails is left out with a warning: it must never fail the stage."""
+    charts: dict[str, dict] = {}
+    vis = linker.visualisations
+    makers = {
+        "Match weights (Splink)": lambda: vis.match_weights_chart(),
+        "m and u parameters (Splink)": lambda: vis.m_u_parameters_chart(),
+        "Match weights of scored pairs (Splink)": lambda: vis.match_weights_histogram(predictions),
+    }
+    for title, make in makers.items():
+        try:
+            charts[title] = make().chart_dict
+        except Exception as exc:
+            log.warning("linkage chart %r skipped: %s", title, type(exc).__name__)
+    return charts
 
 
 def cluster_size_chart(sizes: dict[int, int]) -> dict:
