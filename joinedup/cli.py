@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--no-airflow", action="store_true", help="skip Airflow, call stages directly")
     sub.add_parser("status", help="latest run of each stage and row counts per warehouse layer")
+    from linkage import commands as linkage_commands
+
+    linkage_commands.register(sub)
     return p
 
 
@@ -144,6 +147,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
         return figures
     if cmd == "status":
         return status(settings)
+    if cmd == "linkage":
+        from linkage import commands as linkage_commands
+
+        return linkage_commands.dispatch(args, settings)
     raise ValueError(f"unknown command {cmd!r}")
 
 
