@@ -50,7 +50,67 @@ def splink_charts(linker: Any, predictions: Any) -> dict[str, dict]:
             charts[title] = make().chart_dict
         except Exception as exc:
             log.warning("linkage chart %r skipped: %s", title, type(exc).__name__)
+    try:
+        charts["Waterfall for sample pairs (Splink, data removed)"] = waterfall_chart(
+            linker, predictions
+        )
+    except Exception as exc:
+        log.warning("linkage waterfall chart skipped: %s", type(exc).__name__)
     return charts
+
+
+def sample_pairs(pairs: Any, n: int = 6) -> Any:
+    """Up to `n` scored pairs spread over the match-probability range (lowest, quantiles,
+    highest), deterministic for the same predictions."""
+    ordered = pairs.sort_values(["match_probability", "unique_id_l", "unique_id_r"])
+    if len(ordered) <= n:
+        return ordered
+    at = sorted({round(i * (len(ordered) - 1) / (n - 1)) for i in range(n)})
+    return ordered.iloc[at]
+
+
+def waterfall_chart(linker: Any, predictions: Any, n: int = 6) -> dict:
+    """Splink's waterfall chart for `n` sample pairs, with `remove_sensitive_data=True` so the
+    chart holds match weights and level labels only (no token, Bloom filter or record id).
+
+    The pairs are re-scored with `linker.inference.score_pair` on one-row tables copied from the
+    linker's input table, with the retain-columns settings switched on for that call only (the
+    bulk prediction keeps them off to save memory)."""
+    inputs = list(linker._input_tables_dict.values())
+    if len(inputs) != 1:
+        raise ValueError("waterfall chart needs a single input table")
+    source = inputs[0].physical_name
+    pairs = sample_pairs(
+        predictions.as_pandas_dataframe()[["unique_id_l", "unique_id_r", "match_probability"]], n
+    )
+    api = linker._db_api
+    so = linker._settings_obj
+    saved = (so._retain_matching_columns, so._retain_intermediate_calculation_columns)
+    so._retain_matching_columns = so._retain_intermediate_calculation_columns = True
+    created: list[str] = []
+    try:
+        records: list[dict] = []
+        for k, (left, right) in enumerate(
+            zip(pairs["unique_id_l"], pairs["unique_id_r"], strict=True)
+        ):
+            sides = []
+            for side, uid in (("l", left), ("r", right)):
+                name = f"__waterfall_{side}{k}"
+                api._execute_sql_against_backend(
+                    f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {source} "
+                    f"WHERE unique_id = '{str(uid).replace(chr(39), chr(39) * 2)}'"
+                )
+                created.append(name)
+                sides.append(api.table_to_splink_dataframe(name, name))
+            records += linker.inference.score_pair(*sides).as_record_list()
+        chart = linker.visualisations.waterfall_chart(
+            records, filter_nulls=False, remove_sensitive_data=True
+        ).chart_dict
+    finally:
+        so._retain_matching_columns, so._retain_intermediate_calculation_columns = saved
+        for name in created:
+            api._execute_sql_against_backend(f"DROP TABLE IF EXISTS {name}")
+    return chart
 
 
 def cluster_size_chart(sizes: dict[int, int]) -> dict:
@@ -85,9 +145,93 @@ def assert_no_encodings(text: str) -> None:
         raise AssertionError("linkage report would contain an encoding-like value")
 
 
+_GROUP_COLUMNS = (
+    ("group", "group"),
+    ("persons", "persons"),
+    ("records", "records"),
+    ("link_rate", "link rate"),
+    ("true_link_rate", "true link rate"),
+    ("missed_link_rate", "missed-link rate"),
+    ("false_merge_rate", "false-merge rate"),
+    ("precision", "pairwise precision"),
+    ("recall", "pairwise recall"),
+    ("f1", "F1"),
+)
+
+
+def _group_tables(by_group: dict[str, list[dict]]) -> str:
+    """One table per dimension (sex, ethnicity, deprivation) of `evaluate.by_group` rows."""
+    out = [
+        "<h2>Linkage quality by group</h2><p>Rates are per true person (synthetic truth). "
+        "<b>Missed-link rate</b>: persons with 2+ records whose records were split over 2+ "
+        "children (events hidden from their record). <b>False-merge rate</b>: persons whose "
+        "records share a child with someone else's (another child's events shown as theirs). "
+        "<b>Link rate</b> is the share of records joined to another record, beside the "
+        "<b>true link rate</b> it should be. Groups under 50 persons are marked *.</p>"
+    ]
+    for dim, rows in by_group.items():
+        head = "".join(f"<th>{html.escape(label)}</th>" for _, label in _GROUP_COLUMNS)
+        body = []
+        for row in rows:
+            cells = []
+            for key, _ in _GROUP_COLUMNS:
+                v = row.get(key, "")
+                if key == "group" and row.get("persons", 0) < 50:
+                    v = f"{v} *"
+                cells.append(f"<td>{html.escape(str(v))}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        out.append(f"<h3>By {html.escape(dim)}</h3><table><tr>{head}</tr>{''.join(body)}</table>")
+    return "".join(out)
+
+
+def group_error_chart(by_group: dict[str, list[dict]]) -> dict:
+    """Vega-Lite spec: missed-link and false-merge rates for every group, faceted by dimension."""
+    values = [
+        {"dimension": dim, "group": row["group"], "measure": label, "rate": row[key]}
+        for dim, rows in by_group.items()
+        for row in rows
+        for key, label in (
+            ("missed_link_rate", "missed-link rate"),
+            ("false_merge_rate", "false-merge rate"),
+        )
+    ]
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": "Linkage error rates by group",
+        "data": {"values": values},
+        "facet": {"row": {"field": "dimension", "type": "nominal", "title": None}},
+        "resolve": {"scale": {"y": "independent"}},
+        "spec": {
+            "mark": "bar",
+            "width": 380,
+            "encoding": {
+                "y": {"field": "group", "type": "nominal", "title": None},
+                "yOffset": {"field": "measure"},
+                "x": {"field": "rate", "type": "quantitative", "axis": {"format": "%"}},
+                "color": {"field": "measure", "type": "nominal", "title": None},
+                "tooltip": [
+                    {"field": "dimension"},
+                    {"field": "group"},
+                    {"field": "measure"},
+                    {"field": "rate", "format": ".3%"},
+                ],
+            },
+        },
+    }
+
+
 def render(metrics: dict, charts: dict[str, dict]) -> str:
-    """The full HTML page: metrics table and one section per chart."""
-    body = [f"<h1>Joined-Up linkage quality report</h1><h2>Figures</h2>{_table(metrics)}"]
+    """The full HTML page: metrics table, quality by group (when truth is known), and one
+    section per chart."""
+    truth = metrics.get("truth") if isinstance(metrics.get("truth"), dict) else None
+    by_group = (truth or {}).get("by_group") or {}
+    shown = dict(metrics)
+    if truth is not None:
+        shown["truth"] = {k: v for k, v in truth.items() if k != "by_group"}
+    body = [f"<h1>Joined-Up linkage quality report</h1><h2>Figures</h2>{_table(shown)}"]
+    if by_group:
+        body.append(_group_tables(by_group))
+        charts = {"Linkage error rates by group": group_error_chart(by_group), **charts}
     for i, (title, spec) in enumerate(charts.items()):
         spec = json.loads(json.dumps(spec, cls=_Encoder))
         body.append(

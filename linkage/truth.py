@@ -21,7 +21,8 @@ def has_truth(settings: Settings) -> bool:
 
 
 def record_truth(settings: Settings, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """`(agency, record_token, person_id)` for every record of each agency's latest people load."""
+    """`(agency, record_token, person_id[, sex, ethnicity, imd_decile])` for every record of
+    each agency's latest people load; the attributes are the true person's."""
     frames = []
     for agency in contract.AGENCIES:
         path = settings.truth_dir / f"people_{agency}.parquet"
@@ -46,7 +47,27 @@ def record_truth(settings: Settings, con: duckdb.DuckDBPyConnection) -> pd.DataF
         frames.append(merged[["agency", "record_token", "person_id"]])
     if not frames:
         return _EMPTY.copy()
-    return pd.concat(frames, ignore_index=True).drop_duplicates(["agency", "record_token"])
+    out = pd.concat(frames, ignore_index=True).drop_duplicates(["agency", "record_token"])
+    attrs = person_attributes(settings)
+    if attrs is not None:
+        out = out.merge(attrs, on="person_id", how="left")
+    return out
+
+
+#: true person attributes used to break linkage quality down by group
+ATTRIBUTE_COLUMNS: tuple[str, ...] = ("sex", "ethnicity", "imd_decile")
+
+
+def person_attributes(settings: Settings) -> pd.DataFrame | None:
+    """`(person_id, sex, ethnicity, imd_decile)` from `children.parquet` (None without it)."""
+    path = settings.truth_dir / "children.parquet"
+    if not path.is_file():
+        return None
+    ch = pd.read_parquet(path)
+    cols = [c for c in ATTRIBUTE_COLUMNS if c in ch.columns]
+    if not cols:
+        return None
+    return ch[["person_id", *cols]].drop_duplicates("person_id")
 
 
 def child_truth(settings: Settings, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
