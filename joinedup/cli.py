@@ -96,7 +96,7 @@ def outputs(settings: Settings) -> dict:
         "published_snapshot": str(settings.published_path),
         "linkage_report": str(o / "linkage" / "report.html"),
         "data_docs": str(o / "validation" / "data_docs" / "index.html"),
-        "model_metrics": str(settings.models_dir / "current" / "metrics.json"),
+        "model_metrics": str(o / "risk_model_metrics.json"),
         "forecast": str(o / "forecast.json"),
         "quarantine": str(settings.quarantine_dir),
     }
