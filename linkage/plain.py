@@ -1,0 +1,267 @@
+"""Plain Splink on the plaintext fields: the baseline our privacy-preserving path is judged by.
+
+Owns `link_plain` / `run_plain`: raw people rows (the data contract's raw format, plaintext,
+agency side) -> clusters, with Splink 5's own comparison library on the SAME fields our path uses
+(first name, surname, dob, sex, postcode, NHS number, UPN), the same training recipe as
+`linkage.model.train` (random-match probability from deterministic rules, u by random sampling,
+EM on dob / names / postcode), blocking rules equivalent to `linkage.model.prediction_rules` but
+on clear values, and Splink's connected components at the same threshold (no twin guard: this is
+plain Splink).  Normalisation of names, postcodes and ids reuses `linkage.encoding`, so both
+paths see the same cleaned values; only the encoding differs.
+
+Comparisons (levels in order):
+
+* first name, surname: `NameComparison` (null, exact with term-frequency adjustment,
+  Jaro-Winkler >= 0.92, >= 0.88, >= 0.7, else);
+* dob: `DateOfBirthComparison` on the ISO string (exact, Levenshtein <= 1, within 1 month,
+  1 year, 10 years, else; an invalid date can still match exactly);
+* postcode: exact, same sector, same district (sector and district as `linkage.encoding`
+  derives them, so non-UK postcodes never match on an empty sector), else;
+* NHS number, UPN, sex: `ExactMatch` (sex other than M/F is null).
+
+Runs in its own in-memory DuckDB.  Never logs or prints identifiers; figures are counts and
+seconds only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import duckdb
+import pandas as pd
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink import comparison_level_library as cll
+from splink import comparison_library as cl
+
+from linkage import encoding as enc
+from linkage import model
+
+log = logging.getLogger(__name__)
+
+#: the raw contract columns plain linkage reads (others, e.g. ethnicity, are ignored)
+PLAIN_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "surname",
+    "dob",
+    "sex",
+    "postcode",
+    "nhs_number",
+    "upn",
+)
+
+
+def _clean(s: pd.Series, func) -> pd.Series:
+    out = enc.map_distinct(s, func).astype("string")
+    return out.mask(out == "", pd.NA)
+
+
+def unique_ids(raw_people: pd.DataFrame) -> pd.Series:
+    """The record ids `link_plain` uses: column `unique_id` if present, else
+    `agency + ":" + source_id` if there is an `agency` column, else `source_id`."""
+    if "unique_id" in raw_people.columns:
+        ids = raw_people["unique_id"].astype(str)
+    elif "agency" in raw_people.columns:
+        ids = (
+            raw_people["agency"].astype(str) + ":" + raw_people["source_id"].astype(str).str.strip()
+        )
+    else:
+        ids = raw_people["source_id"].astype(str).str.strip()
+    if ids.duplicated().any():
+        raise ValueError("record ids are not unique (add an `agency` or `unique_id` column)")
+    return ids.reset_index(drop=True)
+
+
+def prepare_plain(raw_people: pd.DataFrame) -> pd.DataFrame:
+    """Raw people rows -> the plain model's input (normalised clear values; empty -> NULL)."""
+    missing = [c for c in ("source_id", *PLAIN_FIELDS) if c not in raw_people.columns]
+    if missing and not ("unique_id" in raw_people.columns and missing == ["source_id"]):
+        raise ValueError(f"raw people lack column(s) {', '.join(missing)}")
+    raw = raw_people.reset_index(drop=True).astype({c: object for c in PLAIN_FIELDS})
+    raw = raw.fillna({c: "" for c in PLAIN_FIELDS})
+    df = pd.DataFrame({"unique_id": unique_ids(raw_people)})
+    df["first_name"] = _clean(raw["first_name"], enc.normalise_name)
+    df["surname"] = _clean(raw["surname"], enc.normalise_name)
+    df["first_name_soundex"] = _clean(raw["first_name"], enc.soundex)
+    df["surname_soundex"] = _clean(raw["surname"], enc.soundex)
+    df["dob"] = _clean(raw["dob"], enc.normalise_dob)
+    df["dob_swap"] = _clean(raw["dob"], enc.swap_dob)
+    df["birth_year_month"] = _clean(raw["dob"], enc.birth_year_month)
+    df["birth_year"] = df["birth_year_month"].str.slice(0, 4)
+    sex = raw["sex"].astype(str).str.strip().str.upper()
+    df["sex"] = sex.where(sex.isin(["M", "F"]), pd.NA).astype("string")
+    df["postcode"] = _clean(raw["postcode"], enc.normalise_postcode)
+    df["postcode_sector"] = _clean(raw["postcode"], enc.postcode_sector)
+    df["postcode_district"] = df["postcode_sector"].str.split(" ").str[0]
+    df["nhs_number"] = _clean(raw["nhs_number"], enc.normalise_nhs)
+    df["upn"] = _clean(raw["upn"], enc.normalise_upn)
+    return df
+
+
+def comparisons() -> list[Any]:
+    """Splink comparison-library comparisons on the same fields as `linkage.model`."""
+    postcode = cl.CustomComparison(
+        output_column_name="postcode",
+        comparison_levels=[
+            cll.NullLevel("postcode"),
+            cll.ExactMatchLevel("postcode"),
+            cll.ExactMatchLevel("postcode_sector").configure(label_for_charts="same sector"),
+            cll.ExactMatchLevel("postcode_district").configure(label_for_charts="same district"),
+            cll.ElseLevel(),
+        ],
+    )
+    return [
+        cl.NameComparison("first_name"),
+        cl.NameComparison("surname"),
+        cl.DateOfBirthComparison(
+            "dob", input_is_string=True, datetime_format="%Y-%m-%d", invalid_dates_as_null=False
+        ),
+        postcode,
+        cl.ExactMatch("nhs_number"),
+        cl.ExactMatch("upn"),
+        cl.ExactMatch("sex"),
+    ]
+
+
+def prediction_rules() -> list[Any]:
+    """`linkage.model.prediction_rules` on clear columns."""
+    return [
+        block_on("dob"),
+        block_on("nhs_number"),
+        block_on("upn"),
+        "l.dob_swap = r.dob",
+        block_on("surname", "birth_year_month"),
+        block_on("first_name", "birth_year_month"),
+        block_on("first_name_soundex", "surname_soundex", "postcode_sector"),
+        block_on("postcode", "first_name_soundex"),
+        block_on("first_name", "surname", "birth_year"),
+    ]
+
+
+def settings() -> SettingsCreator:
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=comparisons(),
+        blocking_rules_to_generate_predictions=prediction_rules(),
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+        max_iterations=20,
+        em_convergence=0.001,
+    )
+
+
+def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
+    """`linkage.model.train`'s recipe on clear columns; skipped steps are counted, not fatal."""
+    skipped: list[str] = []
+
+    def step(name: str, func, *args, **kwargs) -> None:
+        try:
+            func(*args, **kwargs)
+        except Exception as exc:
+            log.warning("plain training step %s skipped: %s", name, type(exc).__name__)
+            skipped.append(name)
+
+    t = linker.training
+    step(
+        "probability_two_random_records_match",
+        t.estimate_probability_two_random_records_match,
+        [block_on("nhs_number"), block_on("dob", "first_name", "surname")],
+        recall=model.DETERMINISTIC_RECALL,
+    )
+    step("u", t.estimate_u_using_random_sampling, max_pairs=max_pairs_u, seed=seed)
+    for name, rule in (
+        ("em_dob", block_on("dob")),
+        ("em_names", block_on("first_name", "surname")),
+        ("em_postcode", block_on("postcode")),
+    ):
+        step(name, t.estimate_parameters_using_expectation_maximisation, rule,
+             estimate_without_term_frequencies=True)  # fmt: skip
+    return {
+        "probability_two_random_records_match": float(
+            linker._settings_obj._probability_two_random_records_match
+        ),
+        "training_steps_skipped": skipped,
+    }
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+def run_plain(
+    raw_people: pd.DataFrame,
+    seed: int,
+    threshold: float = model.THRESHOLD,
+    review_band: float = model.REVIEW_BAND,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Plain Splink end to end. Returns (clusters[unique_id, cluster_id], scored pairs >=
+    `review_band` [unique_id_l, unique_id_r, match_weight, match_probability], figures).
+
+    Figures: records, comparisons (pairs generated by the blocking rules and scored),
+    pairs_scored (>= review band, as `linked.pairs`), pairs_above_threshold, clusters,
+    threshold, the training figures, and `seconds` per step (prepare, train, predict, cluster)."""
+    steps: dict[str, float] = {}
+    t = time.perf_counter()
+    df = prepare_plain(raw_people)
+    con = duckdb.connect(":memory:")
+    try:
+        db_api = DuckDBAPI(connection=con)
+        sdf = db_api.register(df, dataset_display_name="plain_people")
+        linker = Linker(sdf, settings(), log_level=None)
+        steps["prepare"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        figures = train(linker, seed=seed)
+        steps["train"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        pred = linker.inference.predict()
+        name = pred.physical_name
+        comparisons_made = _count(con, f"SELECT count(*) FROM {name}")
+        pairs = con.execute(
+            "SELECT unique_id_l, unique_id_r, match_weight, match_probability "
+            f"FROM {name} WHERE match_probability >= ?",
+            [review_band],
+        ).df()
+        steps["predict"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            pred, threshold_match_probability=threshold
+        )
+        clusters = clustered.as_pandas_dataframe()[["unique_id", "cluster_id"]]
+        steps["cluster"] = round(time.perf_counter() - t, 2)
+    finally:
+        con.close()
+    clusters = clusters.astype({"unique_id": str, "cluster_id": str})
+    figures = {
+        "records": int(len(df)),
+        "comparisons": comparisons_made,
+        "pairs_scored": int(len(pairs)),
+        "pairs_above_threshold": int((pairs["match_probability"] >= threshold).sum()),
+        "clusters": int(clusters["cluster_id"].nunique()),
+        "threshold": threshold,
+        "review_band": review_band,
+        **figures,
+        "seconds": steps,
+        "seconds_total": round(sum(steps.values()), 2),
+    }
+    return clusters, pairs, figures
+
+
+def link_plain(
+    raw_people: pd.DataFrame, seed: int, threshold: float = model.THRESHOLD
+) -> pd.DataFrame:
+    """Plain Splink over plaintext raw people rows -> `DataFrame[unique_id, cluster_id]`.
+
+    `raw_people`: one row per record with the raw contract columns first_name, surname, dob
+    (YYYY-MM-DD), sex, postcode, nhs_number, upn (empty or NaN = missing; extra columns are
+    ignored) and an id: `unique_id` if present, else `agency:source_id` with an `agency` column,
+    else `source_id` (ids must be unique; all rows are deduplicated together, like our path).
+    `seed` seeds u sampling; records joined by pairs with match probability >= `threshold`
+    share a cluster.  Both output columns are strings, one row per input row.
+
+    The run's figures (`run_plain`'s: comparisons, pairs_scored, seconds per step, ...) are in
+    the result's `.attrs["figures"]`.  This signature is stable (the benchmark imports it)."""
+    clusters, _, figures = run_plain(raw_people, seed=seed, threshold=threshold)
+    clusters.attrs["figures"] = figures
+    return clusters
