@@ -6,7 +6,11 @@ transaction, as text, with its load id and 1-based row numbers, and its header a
 missing or extra column is for validation to judge; the original file is kept in quarantine when
 its header differs from the contract, so nothing it held is lost).  A file that cannot be read as
 the contract's CSV (not UTF-8, compressed, broken quoting, no header, unknown name) never becomes a
-load: it is copied to the quarantine folder and recorded in `quarantine.files` with the reason.
+load: it is copied to the quarantine folder and recorded in `quarantine.files` with the reason
+(which names the file, the row where known and the rule, and never quotes the content).  A file
+with plaintext identifiers where encodings belong (`warehouse.plaintext`) is refused before
+anything is written: only its hash, name and reason are recorded and the landing copy is deleted.
+Header-only files and values longer than MAX_FIELD_CHARS are refused whole.
 The reference areas file is (re)loaded when its content changes.
 """
 
@@ -23,10 +27,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from joinedup import contract
 from joinedup.config import Settings
+from warehouse import plaintext
 from warehouse.db import connect
 
 _CHUNK = 1 << 20
@@ -34,6 +40,38 @@ _CHUNK = 1 << 20
 
 class IngestError(ValueError):
     """A landing file that cannot be loaded; the message names the file and the rule."""
+
+
+class PlaintextRefused(IngestError):
+    """A landing file with plaintext identifiers where encodings belong: nothing of it is kept."""
+
+
+#: longest value accepted in any field (tokens are 32, Bloom filters 128 characters)
+MAX_FIELD_CHARS = 1024
+
+
+def locate_csv_problem(path: Path, n_columns: int) -> str:
+    """Where a file that Arrow could not parse first breaks, found with Python's csv module:
+    'row N: ...' with the 1-based data row (the header is row 0; one line per row, as the
+    contract allows no line breaks in values).  Never quotes the content."""
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        next(reader, None)
+        row = 0
+        while True:
+            row += 1
+            start = reader.line_num
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                return f"row {row}: {str(exc).split(':')[0]} (an unbalanced quote?)"
+            if reader.line_num - start > 1:
+                return f"row {row}: a quoted value runs over a line break (an unbalanced quote?)"
+            if len(fields) != n_columns:
+                return f"row {row}: {len(fields)} field(s), expected {n_columns}"
+    return "a row the CSV reader could not parse"
 
 
 @dataclass(frozen=True)
@@ -72,6 +110,12 @@ def read_contract_csv(path: Path) -> ReadFile:
         raise IngestError(f"{name}: gzip-compressed, expected plain CSV (rule: encoding)")
     if not head:
         raise IngestError(f"{name}: empty file, expected a header row (rule: header)")
+    with path.open("rb") as f:
+        f.seek(-1, 2)
+        if f.read(1) not in (b"\n", b"\r"):
+            raise IngestError(
+                f"{name}: does not end with a line break, so it may be truncated (rule: truncated)"
+            )
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as f:
             header_line = f.readline()
@@ -99,10 +143,30 @@ def read_contract_csv(path: Path) -> ReadFile:
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        detail = str(exc).splitlines()[0]
-        raise IngestError(f"{name}: not valid CSV ({detail}) (rule: csv)") from None
+    except UnicodeDecodeError:
+        raise IngestError(f"{name}: not UTF-8 text (rule: encoding)") from None
+    except pa.ArrowInvalid:
+        # Arrow's message quotes the offending row: locate it ourselves instead
+        try:
+            where = locate_csv_problem(path, len(header))
+        except UnicodeDecodeError:
+            raise IngestError(f"{name}: not UTF-8 text (rule: encoding)") from None
+        raise IngestError(f"{name} {where}: not valid CSV (rule: csv)") from None
     table = table.rename_columns(header)
+    if table.num_rows == 0:
+        raise IngestError(f"{name}: header only, no data rows (rule: rows)")
+    for col in header:
+        lengths = pc.utf8_length(table.column(col))
+        longest = pc.max(lengths).as_py() or 0
+        if longest > MAX_FIELD_CHARS:
+            row = pc.index(pc.greater(lengths, MAX_FIELD_CHARS), True).as_py() + 1
+            raise IngestError(
+                f"{name} row {row}: column {col} holds a value of {longest} characters, "
+                f"more than {MAX_FIELD_CHARS} (rule: field_size)"
+            )
+    finding = plaintext.find_plaintext(kind, table)
+    if finding:
+        raise PlaintextRefused(finding.reason(name))
     return ReadFile(agency, kind, header, table)
 
 
@@ -123,6 +187,24 @@ def _quarantine_file(
         "ON CONFLICT (file_hash) DO NOTHING",
         [file_hash, load_id, path.name, agency, kind, reason, str(dest), datetime.now()],
     )
+
+
+def _refuse_plaintext(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    file_hash: str,
+    reason: str,
+    agency: str,
+    kind: str,
+) -> None:
+    """Record the refusal (hash, name, reason; no copy) and delete the landing file."""
+    con.execute(
+        "INSERT INTO quarantine.files (file_hash, load_id, file_name, agency, kind, reason, "
+        "stored_path, quarantined_at) VALUES (?, NULL, ?, ?, ?, ?, NULL, ?) "
+        "ON CONFLICT (file_hash) DO NOTHING",
+        [file_hash, path.name, agency, kind, reason, datetime.now()],
+    )
+    path.unlink(missing_ok=True)
 
 
 def _extract_date(table: pa.Table) -> str | None:
@@ -225,7 +307,7 @@ def run(settings: Settings) -> dict:
     started = time.perf_counter()
     loaded: list[dict] = []
     quarantined: list[dict] = []
-    skipped = 0
+    skipped = refused = 0
     with connect(settings) as con:
         areas = load_reference(con, settings)
         seen = {
@@ -241,6 +323,11 @@ def run(settings: Settings) -> dict:
                 continue
             try:
                 loaded.append(_load(con, settings, path, file_hash))
+            except PlaintextRefused as exc:
+                agency, kind = contract.parse_file_name(path.name)
+                _refuse_plaintext(con, path, file_hash, str(exc), agency, kind)
+                quarantined.append({"file": path.name, "reason": str(exc)})
+                refused += 1
             except IngestError as exc:
                 agency = kind = None
                 try:
@@ -255,6 +342,7 @@ def run(settings: Settings) -> dict:
         "rows_loaded": sum(x["rows"] for x in loaded),
         "files_skipped_already_seen": skipped,
         "files_quarantined": len(quarantined),
+        "files_refused_plaintext": refused,
         "quarantined": quarantined,
         "loads": loaded,
         "reference_areas": areas,
