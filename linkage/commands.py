@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 #: modules providing `register(sub)`; a missing module is a programming error, not skipped
-COMMAND_MODULES: tuple[str, ...] = ("linkage.review_cmd",)
+COMMAND_MODULES: tuple[str, ...] = ("linkage.review_cmd", "linkage.evaluate_cmd")
 
 
 def register(sub: Any) -> None:
