@@ -6,8 +6,8 @@ Owns:
 * the saved Splink model (`model_path(settings)` = `outputs/linkage/model.json`, written after
   every full link): Splink's settings with trained m/u parameters and the prior -- comparison
   SQL and parameters only, never a token, Bloom filter or term-frequency table -- plus
-  `model.meta.json` (a fingerprint of the untrained settings, so a changed model definition
-  forces a full re-link; when and on how many records it was trained);
+  `model.meta.json` (a fingerprint of the comparisons, so a changed model definition forces a
+  full re-link; when and on how many records it was trained);
 * record status (`record_status`): each current record is `new` (not in the previous
   `linked.records`), `changed` (re-delivered with different linkage fields than the version
   last linked) or `same`; previously linked records no longer current are `withdrawn`;
@@ -28,7 +28,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -40,11 +39,6 @@ from linkage import model
 
 log = logging.getLogger(__name__)
 
-#: model-dict keys that hold trained parameters (left out of the fingerprint)
-_TRAINED_KEYS = frozenset(
-    {"m_probability", "u_probability", "probability_two_random_records_match",
-     "tf_minimum_u_value", "linker_uid"}
-)  # fmt: skip
 #: the staged columns whose change makes a record "changed" (everything the model reads)
 LINK_FIELDS: tuple[str, ...] = tuple(
     c for c in contract.PEOPLE_COLUMNS if c not in ("record_token", "ethnicity", "extract_date")
@@ -59,27 +53,13 @@ def _meta_path(settings: Settings) -> Path:
     return settings.outputs_dir / "linkage" / "model.meta.json"
 
 
-def _strip(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in sorted(obj.items()) if k not in _TRAINED_KEYS}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
-def fingerprint(model_dict: dict) -> str:
-    """sha256 of the model definition without trained parameters."""
-    return hashlib.sha256(json.dumps(_strip(model_dict), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def definition_fingerprint(people: pd.DataFrame) -> str:
-    """Fingerprint of the current model definition (`linkage.model.settings()`), from an
-    untrained linker over one staged row."""
-    linker, con = model.build_linker(model.prepare_input(people.head(1)))
-    try:
-        return fingerprint(linker.misc.save_model_to_json())
-    finally:
-        con.close()
+def definition_fingerprint() -> str:
+    """sha256 (16 hex) of the model definition the parameters belong to: the comparisons and
+    their levels (`linkage.model.comparisons()`). Blocking rules are left out: they only choose
+    which pairs are scored (and may be chosen from the data); an incremental run uses the rules
+    saved with the model."""
+    text = json.dumps(model.comparisons(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -94,7 +74,7 @@ def save_model(settings: Settings, linker: Linker, run_id: str, n_records: int) 
     d = linker.misc.save_model_to_json()
     _write_atomic(model_path(settings), json.dumps(d, indent=2) + "\n")
     meta = {
-        "fingerprint": fingerprint(d),
+        "fingerprint": definition_fingerprint(),
         "trained_run_id": run_id,
         "trained_records": int(n_records),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -205,10 +185,9 @@ def affected(
         if ra != rb:
             parent[rb] = ra
 
-    for _, grp in previous.groupby("child_id")["unique_id"]:
-        first = grp.iloc[0]
-        for u in grp.iloc[1:]:
-            union(first, u)
+    first = previous.groupby("child_id")["unique_id"].transform("first")
+    for a, b in zip(first, previous["unique_id"], strict=True):
+        union(a, b)
     above = edges[edges["match_probability"] >= threshold]
     for a, b in zip(above["unique_id_l"], above["unique_id_r"], strict=True):
         union(a, b)

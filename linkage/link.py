@@ -225,13 +225,6 @@ def id_history(
     prev = previous if previous is not None else pd.DataFrame(columns=["unique_id", "child_id"])
     old_ids = set(prev["child_id"].dropna())
     cur_ids = set(current["child_id"])
-    members_new = current.groupby("child_id")["unique_id"].apply(list).to_dict()
-    members_old = prev.groupby("child_id")["unique_id"].apply(list).to_dict()
-
-    def cause(*groups: list[str]) -> str:
-        found = sorted({reasons[u] for g in groups for u in g if u in reasons})
-        return ", ".join(found) if found else fallback
-
     m = current.merge(prev, on="unique_id", how="left", suffixes=("", "_old"))
     moves = (
         m.dropna(subset=["child_id_old"])
@@ -241,6 +234,24 @@ def id_history(
         .reset_index(name="n")
         .sort_values(["child_id", "child_id_old"])
     )
+    had_old = set(m.dropna(subset=["child_id_old"])["child_id"])
+    fresh = cur_ids - old_ids - had_old
+    absorbed = set(moves["child_id_old"])
+    retired = old_ids - cur_ids - absorbed
+    # member lists only for the ids that appear in a history row
+    want_new = set(moves["child_id"]) | fresh
+    want_old = absorbed | retired
+    members_new = (
+        current[current["child_id"].isin(want_new)].groupby("child_id")["unique_id"].agg(list)
+    ).to_dict()
+    members_old = (
+        prev[prev["child_id"].isin(want_old)].groupby("child_id")["unique_id"].agg(list)
+    ).to_dict()
+
+    def cause(*groups: list[str]) -> str:
+        found = sorted({reasons[u] for g in groups for u in g if u in reasons})
+        return ", ".join(found) if found else fallback
+
     for r in moves.itertuples(index=False):
         new, old, n = r.child_id, r.child_id_old, int(r.n)
         size = len(members_new[new])
@@ -252,14 +263,12 @@ def id_history(
             event, detail = "moved", f"{n} records moved from {old}"
         rows.append({"child_id": new, "event": event, "detail": detail, "from_child_id": old,
                      "n_records": n, "cause": cause(members_new[new], members_old.get(old, []))})  # fmt: skip
-    had_old = set(m.dropna(subset=["child_id_old"])["child_id"])
-    for new in sorted(cur_ids - old_ids - had_old):
+    for new in sorted(fresh):
         n = len(members_new[new])
         rows.append({"child_id": new, "event": "new", "detail": f"new child ({n} records)",
                      "from_child_id": None, "n_records": n,
                      "cause": cause(members_new[new])})  # fmt: skip
-    absorbed = set(moves["child_id_old"])
-    for old in sorted(old_ids - cur_ids - absorbed):
+    for old in sorted(retired):
         n = len(members_old[old])
         rows.append({"child_id": old, "event": "retired", "detail": "no current records",
                      "from_child_id": None, "n_records": n,
@@ -368,6 +377,20 @@ def _cluster(
     return review.enforce(clusters, nodes, edges, accepted, rejected, threshold)
 
 
+def _ids_avoiding(clusters: pd.DataFrame, previous: pd.DataFrame, others: set[str]) -> pd.Series:
+    """`assign_child_ids` over affected clusters, then any fresh id that equals an id of an
+    unaffected child (vanishingly rare: 40-bit ids) re-drawn."""
+    ids, _ = clustering.assign_child_ids(clusters, previous)
+    clash = [c for c, v in ids.items() if v in others]
+    if clash:
+        taken = others | set(ids) | set(previous["child_id"])
+        seeds = clusters.groupby("cluster_id")["unique_id"].min()
+        for c in clash:
+            ids[c] = clustering.fresh_id(f"{seeds[c]}|redrawn", taken)
+            taken.add(ids[c])
+    return ids
+
+
 def _choose_mode(
     requested: str,
     settings: Settings,
@@ -384,7 +407,7 @@ def _choose_mode(
     saved = incremental.load_model(settings)
     if saved is None:
         return "full", "no saved model", None
-    if saved[1].get("fingerprint") != incremental.definition_fingerprint(people):
+    if saved[1].get("fingerprint") != incremental.definition_fingerprint():
         return "full", "model definition changed since the saved model", None
     if requested == "auto" and share_new is not None and share_new > AUTO_FULL_SHARE:
         return "full", f"more than {AUTO_FULL_SHARE:.0%} of records new or changed", None
@@ -497,7 +520,9 @@ def run(settings: Settings, **options: object) -> dict:
                     all_pairs["unique_id_l"].isin(aff) & all_pairs["unique_id_r"].isin(aff)
                 ]
                 clusters, ccounts = _cluster(nodes, sub, decisions, threshold)
-                ids, _ = clustering.assign_child_ids(clusters, previous)
+                # the closure holds whole previous children: only their ids are candidates
+                prev_aff = previous[previous["unique_id"].isin(aff | gone)]
+                ids = _ids_avoiding(clusters, prev_aff, set(keep["child_id"]))
                 parts.append(pd.DataFrame({"unique_id": clusters["unique_id"],
                                            "child_id": clusters["cluster_id"].map(ids)}))  # fmt: skip
             else:
