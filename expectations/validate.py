@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from expectations.checks import DERIVED_COLUMNS, SENSITIVE_COLUMNS, derive, load_suite
-from joinedup import contract
+from joinedup import contract, faults
 from joinedup.config import Settings
 from warehouse.db import connect
 
@@ -107,6 +107,8 @@ def validation_context(settings: Settings) -> Any:
         context.update_data_docs_site(SITE_NAME, site)
         changed = True
     bars = context.variables.progress_bars
+    if isinstance(bars, dict):  # as read back from a moved or copied project's config file
+        bars = ProgressBarsConfig(**bars)
     if bars is None or bars.globally or bars.metric_calculations:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         changed = True
@@ -460,6 +462,7 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
                 run_by,
             ],
         )
+        faults.checkpoint("validate.before_commit")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -574,6 +577,8 @@ def run(settings: Settings) -> dict:
                     context, suite_result, load["load_id"], f"{load['agency']}_{load['kind']}"
                 )
                 loads.append(figures)
+                if len(loads) == 1:
+                    faults.checkpoint("validate.after_first_batch")
             context.build_data_docs(site_names=[SITE_NAME])
     return {
         "batches_validated": len(loads),

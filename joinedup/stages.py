@@ -104,6 +104,14 @@ def run_stage(name: str, settings: Settings, run_id: str | None = None, **option
     if stage.side == "agency":
         return fn(settings, **options)
     run_id = run_id or os.environ.get("JOINEDUP_RUN_ID") or uuid.uuid4().hex[:12]
+    # an earlier attempt still 'running' never finished (the process was killed): say so
+    _audit(
+        settings,
+        "UPDATE audit.stage_runs SET status = 'abandoned', error = 'the process ended without "
+        "recording an outcome (killed or crashed); this run redoes the stage' "
+        "WHERE stage = ? AND status = 'running' AND run_id <> ?",
+        [name, run_id],
+    )
     _audit(
         settings,
         "INSERT OR REPLACE INTO audit.stage_runs (run_id, stage, started_at, status, run_by) "

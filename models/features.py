@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from joinedup import contract
+from joinedup import contract, faults
 from joinedup.config import Settings
 from warehouse.db import connect
 
@@ -265,6 +265,7 @@ def build(con, dates: list[date], labelled: list[bool], table: str = "features.c
             "CREATE OR REPLACE TEMP TABLE as_of_dates AS SELECT CAST(as_of AS DATE) AS as_of, labelled FROM as_of_dates_df"
         )
         con.execute(f"CREATE OR REPLACE TABLE {table} AS {_feature_sql()}")
+        faults.checkpoint("features.before_commit")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from joinedup import contract
+from joinedup import contract, faults
 from joinedup.config import Settings
 from warehouse.db import connect
 
@@ -207,6 +207,7 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
                 "observed_last_12m, suppressed, expected_cost, CAST(as_of AS DATE) AS as_of, "
                 "model_version FROM forecast_df"
             )
+            faults.checkpoint("forecast.before_commit")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

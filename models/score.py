@@ -22,6 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from joinedup import faults
 from joinedup.config import Settings
 from models.features import EVENT_GROUPS, MONTHS_SINCE_CAP, WINDOWS, feature_columns
 from models.train import load_current
@@ -243,6 +244,7 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
                 "AS as_of, score, rank::INTEGER AS rank, model_version, CAST(reasons AS JSON) "
                 "AS reasons FROM scores_df ORDER BY rank"
             )
+            faults.checkpoint("score.before_commit")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

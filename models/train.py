@@ -38,6 +38,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from joinedup import faults
 from joinedup.config import Settings
 from models.features import count_columns, feature_columns
 from warehouse.db import connect
@@ -557,6 +558,7 @@ def run(
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    faults.checkpoint("train.before_current")
     _set_current(settings, version)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
     (settings.outputs_dir / "risk_model_metrics.json").write_text(

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from joinedup import contract
+from joinedup import contract, faults
 from joinedup.config import Settings
 from warehouse import plaintext
 from warehouse.db import connect
@@ -255,6 +255,7 @@ def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_h
             # keep the file as received: validation will quarantine the batch, and columns the
             # contract does not know are not in the raw tables
             _quarantine_copy(settings, path, file_hash)
+        faults.checkpoint("ingest.before_commit")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -323,6 +324,8 @@ def run(settings: Settings) -> dict:
                 continue
             try:
                 loaded.append(_load(con, settings, path, file_hash))
+                if len(loaded) == 1:
+                    faults.checkpoint("ingest.after_first_file")
             except PlaintextRefused as exc:
                 agency, kind = contract.parse_file_name(path.name)
                 _refuse_plaintext(con, path, file_hash, str(exc), agency, kind)

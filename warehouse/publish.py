@@ -15,6 +15,7 @@ from datetime import datetime
 
 import duckdb
 
+from joinedup import faults
 from joinedup.config import Settings
 from warehouse.db import connect
 
@@ -60,6 +61,7 @@ def run(settings: Settings) -> dict:
             )
         finally:
             con.execute("DETACH snapshot")
+    faults.checkpoint("publish.before_swap")
     os.replace(tmp, target)
     manifest = {
         "published_at": datetime.now().isoformat(timespec="seconds"),

@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS quarantine.files (
 CREATE TABLE IF NOT EXISTS audit.stage_runs (
     run_id VARCHAR NOT NULL, stage VARCHAR NOT NULL,
     started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
-    status VARCHAR NOT NULL,       -- running | success | failed
+    status VARCHAR NOT NULL,       -- running | success | failed | abandoned (killed; set by the next run)
     figures JSON, error VARCHAR, run_by VARCHAR,
     PRIMARY KEY (run_id, stage)
 );
