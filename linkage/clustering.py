@@ -1,6 +1,8 @@
 """Clustering scored pairs into children, with a guard against chaining twins, and stable ids.
 
-1. Splink's connected components over pairs at or above the threshold, after dropping every
+1. Connected components over pairs at or above the threshold (numpy label propagation on
+   record positions; a cluster is labelled by its smallest record key, as Splink's
+   `cluster_pairwise_predictions_at_threshold` labels it), after dropping every
    edge whose two records conflict: both have sex M/F and it differs, or both have an NHS token
    (or a UPN token) and they differ -- unless first name, surname and dob tokens all agree and
    the postcode sectors do not differ, which is far more likely a typo in the number than two
@@ -11,6 +13,9 @@
    Such components are re-clustered greedily: their edges in descending match weight (edges
    whose first names differ strongly last), joining two groups only when no conflict arises
    (cannot-link constraints; identity edges may join groups with different NHS/UPN tokens).
+   Every guard test is vectorised: edges are resolved to node positions once, attributes
+   compared as integer codes, first-name Dice computed on uint64 words of the Bloom filters
+   (memory-lean and linear at 1M records).
 3. Child ids: a cluster keeps the previous id held by most of its records; a previous id goes to
    the cluster holding most of its records; other clusters get a fresh deterministic id.
 """
@@ -19,10 +24,10 @@ from __future__ import annotations
 
 import hashlib
 
-import duckdb
+import numpy as np
 import pandas as pd
-from splink import DuckDBAPI
-from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+from joinedup.contract import BLOOM_HEX_LENGTH
 
 #: attributes on which two records of one child must not disagree (when both are present)
 GUARD_COLUMNS: tuple[str, ...] = ("nhs_token", "upn_token", "sex")
@@ -46,84 +51,166 @@ TWIN_DICE_PENALTY = 0.5
 TWIN_WEIGHT_PENALTY = 10.0
 
 
-def _compare(edges: pd.DataFrame, attrs: pd.DataFrame, col: str) -> tuple[pd.Series, pd.Series]:
-    """(both present and equal, both present and different) for one node attribute."""
-    left = edges["unique_id_l"].map(attrs[col])
-    right = edges["unique_id_r"].map(attrs[col])
-    both = (left.notna() & right.notna()).fillna(False).astype(bool)
-    equal = (left == right).fillna(False).astype(bool)
-    return both & equal, both & ~equal
+class _Edges:
+    """Edges resolved once to node positions, with per-node attribute codes, so every guard
+    test is a vectorised numpy comparison (no per-column string lookups)."""
+
+    def __init__(self, edges: pd.DataFrame, nodes: pd.DataFrame) -> None:
+        index = pd.Index(nodes["unique_id"].to_numpy())
+        self.nodes = nodes
+        self.left = index.get_indexer(edges["unique_id_l"].to_numpy())
+        self.right = index.get_indexer(edges["unique_id_r"].to_numpy())
+        self.known = (self.left >= 0) & (self.right >= 0)
+        self._codes: dict[str, np.ndarray] = {}
+
+    def codes(self, col: str) -> np.ndarray:
+        """Per-node integer code of `col` (-1 where missing)."""
+        if col not in self._codes:
+            codes, _ = pd.factorize(self.nodes[col], use_na_sentinel=True)
+            self._codes[col] = codes
+        return self._codes[col]
+
+    def _sides(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        c = self.codes(col)
+        a = np.where(self.known, c[np.maximum(self.left, 0)], -1)
+        b = np.where(self.known, c[np.maximum(self.right, 0)], -1)
+        return a, b
+
+    def compare(self, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """(both present and equal, both present and different) per edge."""
+        a, b = self._sides(col)
+        both = (a >= 0) & (b >= 0)
+        return both & (a == b), both & (a != b)
+
+    def identity(self) -> np.ndarray:
+        ok = np.ones(len(self.left), dtype=bool)
+        for col in ("first_name_token", "surname_token", "dob_token"):
+            ok &= self.compare(col)[0]
+        return ok & ~self.compare("postcode_sector")[1]
+
+    def conflict(self) -> np.ndarray:
+        strong = np.zeros(len(self.left), dtype=bool)
+        for col in STRONG_ID_COLUMNS:
+            strong |= self.compare(col)[1]
+        if strong.any():
+            strong &= ~self.identity()
+        return strong | self.compare("sex")[1]
+
+    def first_name_dice(self) -> np.ndarray:
+        """Dice of the first-name Bloom filters per edge (NaN where either is absent)."""
+        words = _bloom_words(self.nodes["first_name_bf"])
+        out = np.full(len(self.left), np.nan)
+        if words is None:  # filters of unexpected length: the slow, exact path
+            bf = self.nodes["first_name_bf"]
+            ints = [int(h, 16) if isinstance(h, str) and h else None for h in bf]
+            for k, (a, b) in enumerate(zip(self.left, self.right, strict=True)):
+                if a >= 0 and b >= 0 and ints[a] is not None and ints[b] is not None:
+                    n = ints[a].bit_count() + ints[b].bit_count()
+                    if n:
+                        out[k] = 2 * (ints[a] & ints[b]).bit_count() / n
+            return out
+        present = self.codes_present("first_name_bf")
+        counts = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+        ok = self.known & present[np.maximum(self.left, 0)] & present[np.maximum(self.right, 0)]
+        a, b = self.left[ok], self.right[ok]
+        inter = np.bitwise_count(words[a] & words[b]).sum(axis=1, dtype=np.int64)
+        denom = counts[a] + counts[b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[ok] = np.where(denom > 0, 2.0 * inter / denom, np.nan)
+        return out
+
+    def codes_present(self, col: str) -> np.ndarray:
+        s = self.nodes[col]
+        return (s.notna() & (s.astype("string") != "")).fillna(False).to_numpy(dtype=bool)
+
+    def twin(self, dice: np.ndarray, max_dice: float) -> np.ndarray:
+        same = {c: self.compare(c)[0]
+                for c in ("dob_token", "first_name_soundex_token", "nhs_token", "upn_token")}  # fmt: skip
+        with np.errstate(invalid="ignore"):
+            low = np.nan_to_num(dice, nan=np.inf) < max_dice
+        return (
+            same["dob_token"]
+            & low
+            & ~same["first_name_soundex_token"]
+            & ~same["nhs_token"]
+            & ~same["upn_token"]
+        )
+
+
+def _bloom_words(bf: pd.Series) -> np.ndarray | None:
+    """Hex Bloom filters -> uint64 words (n x BLOOM_BITS/64); missing -> zeros; None if any
+    filter has another length."""
+    s = bf.astype("string").fillna("")
+    width = BLOOM_HEX_LENGTH
+    lengths = s.str.len()
+    if not ((lengths == 0) | (lengths == width)).all():
+        return None
+    filled = s.where(lengths == width, "0" * width)
+    try:
+        buf = bytes.fromhex("".join(filled.tolist()))
+    except ValueError:
+        return None
+    return np.frombuffer(buf, dtype=">u8").reshape(len(s), width // 16).astype(np.uint64)
 
 
 def identity_edges(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
     """True where first name, surname and dob tokens all agree and postcode sectors do not
     differ: a strong-id difference on such an edge is taken for a typo."""
-    attrs = nodes.set_index("unique_id")
-    ok = pd.Series(True, index=edges.index)
-    for col in ("first_name_token", "surname_token", "dob_token"):
-        ok &= _compare(edges, attrs, col)[0]
-    return ok & ~_compare(edges, attrs, "postcode_sector")[1]
+    return pd.Series(_Edges(edges, nodes).identity(), index=edges.index)
 
 
 def conflict_mask(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
     """True for edges whose two records disagree on a guard attribute (both present), except
     NHS/UPN differences on identity edges."""
-    attrs = nodes.set_index("unique_id")
-    strong = pd.Series(False, index=edges.index)
-    for col in STRONG_ID_COLUMNS:
-        strong |= _compare(edges, attrs, col)[1]
-    if strong.any():
-        strong &= ~identity_edges(edges, nodes)
-    return strong | _compare(edges, attrs, "sex")[1]
+    return pd.Series(_Edges(edges, nodes).conflict(), index=edges.index)
 
 
 def first_name_dice(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
     """Dice similarity of the first-name Bloom filters of each edge's records (NaN if absent)."""
-    bf = nodes.set_index("unique_id")["first_name_bf"].dropna()
-    ints = {u: int(h, 16) for u, h in bf.items() if h}
-    counts = {u: v.bit_count() for u, v in ints.items()}
-    out = []
-    for a, b in zip(edges["unique_id_l"], edges["unique_id_r"], strict=True):
-        if a in ints and b in ints and counts[a] + counts[b]:
-            out.append(2 * (ints[a] & ints[b]).bit_count() / (counts[a] + counts[b]))
-        else:
-            out.append(float("nan"))
-    return pd.Series(out, index=edges.index, dtype=float)
+    return pd.Series(_Edges(edges, nodes).first_name_dice(), index=edges.index, dtype=float)
 
 
 def twin_signature(edges: pd.DataFrame, nodes: pd.DataFrame, max_dice: float) -> pd.Series:
     """True for edges that look like two children of one family: same dob, first names with
     Dice below `max_dice` and different Soundex, and no shared NHS or UPN token."""
-    attrs = nodes.set_index("unique_id")
-    same = {}
-    for col in ("dob_token", "first_name_soundex_token", "nhs_token", "upn_token"):
-        left = edges["unique_id_l"].map(attrs[col])
-        right = edges["unique_id_r"].map(attrs[col])
-        same[col] = (left.notna() & right.notna() & (left == right)).fillna(False).astype(bool)
-    dice = first_name_dice(edges, nodes)
-    return (
-        same["dob_token"]
-        & (dice < max_dice).fillna(False)
-        & ~same["first_name_soundex_token"]
-        & ~same["nhs_token"]
-        & ~same["upn_token"]
-    )
+    e = _Edges(edges, nodes)
+    return pd.Series(e.twin(e.first_name_dice(), max_dice), index=edges.index)
 
 
-def _components(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    con = duckdb.connect(":memory:")
-    try:
-        db_api = DuckDBAPI(connection=con)
-        out = cluster_pairwise_predictions_at_threshold(
-            nodes[["unique_id"]],
-            edges[["unique_id_l", "unique_id_r", "match_probability"]],
-            db_api=db_api,
-            node_id_column_name="unique_id",
-            threshold_match_probability=threshold,
-        )
-        return out.as_pandas_dataframe()[["unique_id", "cluster_id"]]
-    finally:
-        con.close()
+def _component_labels(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Connected components of n nodes: the smallest node position of each node's component."""
+    labels = np.arange(n)
+    if len(left) == 0:
+        return labels
+    while True:
+        m = np.minimum(labels[left], labels[right])
+        before = labels.copy()
+        np.minimum.at(labels, left, m)
+        np.minimum.at(labels, right, m)
+        while True:  # pointer jumping: every node points at its label's label
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped
+        if np.array_equal(labels, before):
+            return labels
+
+
+def _components(
+    nodes: pd.DataFrame, left: np.ndarray, right: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(unique_id, cluster_id) for every node, cluster_id = the smallest record key of its
+    connected component (what Splink's connected components give), computed in numpy; and the
+    component label (a node position) of every node."""
+    ids = nodes["unique_id"].astype(str).to_numpy()
+    labels = _component_labels(len(ids), left, right)
+    order = np.argsort(ids.astype("U"), kind="stable")
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids))
+    best = rank.copy()
+    np.minimum.at(best, labels, rank)  # per label: the rank of its smallest key
+    cluster = ids[order[best[labels]]]
+    return pd.DataFrame({"unique_id": ids, "cluster_id": cluster}), labels
 
 
 class _Groups:
@@ -157,16 +244,30 @@ def guarded_clusters(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float)
     """`nodes(unique_id, GUARD_COLUMNS, NAME_COLUMNS)`, `edges(unique_id_l, unique_id_r,
     match_weight, match_probability)` -> `(unique_id, cluster_id, guard_split)`; no cluster
     holds a conflicting pair."""
-    edges = edges[edges["match_probability"] >= threshold]
-    edges = edges[~conflict_mask(edges, nodes) & ~twin_signature(edges, nodes, TWIN_DICE_DROP)]
-    clusters = _components(nodes, edges, threshold)
+    nodes = nodes.drop_duplicates("unique_id").reset_index(drop=True)
+    edges = edges[edges["match_probability"] >= threshold].reset_index(drop=True)
+    e = _Edges(edges, nodes)
+    dice = e.first_name_dice()
+    keep = e.known & ~e.conflict() & ~e.twin(dice, TWIN_DICE_DROP)
+    left, right = e.left[keep], e.right[keep]
+    clusters, comp = _components(nodes, left, right)
     clusters["guard_split"] = False
-    member = nodes.merge(clusters, on="unique_id")
-    distinct = member.groupby("cluster_id")[list(GUARD_COLUMNS)].nunique()
-    conflicted = distinct.index[(distinct > 1).any(axis=1)]
-    if len(conflicted) == 0:
+    conflicted = np.zeros(len(nodes), dtype=bool)
+    for col in GUARD_COLUMNS:
+        codes = e.codes(col)
+        present = codes >= 0
+        distinct = (
+            pd.DataFrame({"c": comp[present], "v": codes[present]})
+            .drop_duplicates()
+            .groupby("c")
+            .size()
+        )
+        bad = np.zeros(len(nodes), dtype=bool)
+        bad[distinct.index[distinct > 1].to_numpy()] = True
+        conflicted |= bad[comp]
+    if not conflicted.any():
         return clusters
-    sub = member[member["cluster_id"].isin(conflicted)]
+    sub = nodes[conflicted]
     attrs = {
         r.unique_id: tuple(
             None if pd.isna(v) else v for v in (getattr(r, c) for c in GUARD_COLUMNS)
@@ -174,12 +275,14 @@ def guarded_clusters(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float)
         for r in sub.itertuples(index=False)
     }
     groups = _Groups(attrs)
-    inside = edges[edges["unique_id_l"].isin(attrs) & edges["unique_id_r"].isin(attrs)].copy()
-    penalty = twin_signature(inside, nodes, TWIN_DICE_PENALTY) * TWIN_WEIGHT_PENALTY
-    weight = inside["match_weight"] if "match_weight" in inside else 0.0
+    kept = np.flatnonzero(keep)
+    inside_pos = kept[conflicted[e.left[kept]] & conflicted[e.right[kept]]]
+    inside = edges.iloc[inside_pos].copy()
+    penalty = e.twin(dice, TWIN_DICE_PENALTY)[inside_pos] * TWIN_WEIGHT_PENALTY
+    weight = inside["match_weight"].to_numpy() if "match_weight" in inside else 0.0
     # rounded, then ids: the order must not depend on float noise or on the input row order
-    inside["order"] = (weight - penalty).round(6)
-    inside["identity"] = identity_edges(inside, nodes)
+    inside["order"] = np.round(weight - penalty, 6)
+    inside["identity"] = e.identity()[inside_pos]
     inside = inside.sort_values(
         ["order", "unique_id_l", "unique_id_r"], ascending=[False, True, True], kind="stable"
     )
@@ -187,9 +290,8 @@ def guarded_clusters(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float)
     for r in inside.itertuples():
         groups.join(r.unique_id_l, r.unique_id_r, lenient if r.identity else ())
     new_id = {u: f"{groups.find(u)}" for u in attrs}
-    mask = clusters["unique_id"].isin(attrs)
-    clusters.loc[mask, "cluster_id"] = clusters.loc[mask, "unique_id"].map(new_id)
-    clusters.loc[mask, "guard_split"] = True
+    clusters.loc[conflicted, "cluster_id"] = clusters.loc[conflicted, "unique_id"].map(new_id)
+    clusters.loc[conflicted, "guard_split"] = True
     return clusters
 
 
