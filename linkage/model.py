@@ -2,16 +2,30 @@
 
 Works on the encoded fields only (tokens, Bloom filters, clear birth year-month, sex and
 postcode sector).  All Splink work happens in a private in-memory DuckDB, never the warehouse.
+
+Owns the blocking-rule selection: `choose_blocking_rules` runs Splink's blocking analysis
+(`splink.blocking_analysis.count_comparisons_from_blocking_rules`) over candidate rules, ordered
+from the most precise, against a comparisons budget that grows linearly with the number of
+records; a candidate whose count exceeds its share of the budget is replaced by a tighter variant
+or dropped.  `build_linker` does this for prediction and for the EM training rules, records the
+analysis (`blocking_analysis(linker)`, also in `train`'s figures) and keeps Splink's
+cumulative-comparisons chart (`blocking_chart(linker)`, a Vega-Lite dict).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import pandas as pd
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink.blocking_analysis import count_comparisons_from_blocking_rules
+from splink.internals.charts import CumulativeBlockingRuleComparisonsGeneratedChart
 
 from joinedup import contract
 
@@ -35,6 +49,7 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "dob_swap_token",
     "birth_year_month",
     "birth_year",
+    "birth_month_index",
     "sex",
     "postcode_token",
     "postcode_sector",
@@ -59,18 +74,39 @@ def prepare_input(people: pd.DataFrame) -> pd.DataFrame:
         df[col] = s.mask(s == "", pd.NA)
     df["sex"] = df["sex"].where(df["sex"].isin(["M", "F"]), pd.NA)
     df["birth_year"] = df["birth_year_month"].str.slice(0, 4)
+    # months since year 0 from the clear year-month: near misses (a month or a year apart)
+    year = pd.to_numeric(df["birth_year_month"].str.slice(0, 4), errors="coerce")
+    month = pd.to_numeric(df["birth_year_month"].str.slice(5, 7), errors="coerce")
+    df["birth_month_index"] = (year * 12 + month - 1).astype("Int64")
     df["postcode_district"] = df["postcode_sector"].str.split(" ").str[0]
     return df.reset_index(drop=True)
 
 
+#: 64-bit words per Bloom filter (the filters are BLOOM_BITS bits)
+BLOOM_WORDS = contract.BLOOM_BITS // 64
+
+
 def register_input(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, name: str) -> None:
-    """Create table `name` in the private DuckDB with BIT columns and set-bit counts for Dice."""
+    """Create table `name` in the private DuckDB with each Bloom filter as BLOOM_WORDS UBIGINT
+    words (`fn_w0..`, `sn_w0..`) and its set-bit count (`fn_n`, `sn_n`), so Dice is a sum of
+    integer `bit_count`s (several times faster than on a BIT string); `fn_bits`/`sn_bits` (BIT)
+    are kept for models saved before the words existed."""
     con.register("_people_in", df)
     bf = []
     for short, col in (("fn", "first_name_bf"), ("sn", "surname_bf")):
         bits = f"from_hex({col})::BIT"
         bf.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {bits} END AS {short}_bits")
-        bf.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE bit_count({bits}) END AS {short}_n")
+        words = [
+            f"CAST(('0x' || substr({col}, {1 + 16 * i}, 16)) AS UBIGINT)"
+            for i in range(BLOOM_WORDS)
+        ]
+        bf.extend(f"{w} AS {short}_w{i}" for i, w in enumerate(words))
+        # bit_count is TINYINT: the first term is widened so the sum cannot overflow
+        count = " + ".join(
+            f"CAST(bit_count({w}) AS INTEGER)" if i == 0 else f"bit_count({w})"
+            for i, w in enumerate(words)
+        )
+        bf.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {count} END AS {short}_n")
     keep = [c for c in INPUT_COLUMNS]
     con.execute(
         f"CREATE OR REPLACE TABLE {name} AS SELECT {', '.join(keep)}, {', '.join(bf)} "
@@ -80,7 +116,9 @@ def register_input(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, name: str) 
 
 
 def _dice(short: str) -> str:
-    return f"(2.0 * bit_count({short}_bits_l & {short}_bits_r) / ({short}_n_l + {short}_n_r))"
+    terms = [f"bit_count({short}_w{i}_l & {short}_w{i}_r)" for i in range(BLOOM_WORDS)]
+    inter = " + ".join([f"CAST({terms[0]} AS INTEGER)", *terms[1:]])
+    return f"(2.0 * ({inter}) / ({short}_n_l + {short}_n_r))"
 
 
 def _name(col: str, short: str) -> dict[str, Any]:
@@ -126,6 +164,10 @@ def comparisons() -> list[dict[str, Any]]:
              "label_for_charts": "day/month swapped"},
             {"sql_condition": "birth_year_month_l = birth_year_month_r",
              "label_for_charts": "same year-month"},
+            {"sql_condition": "abs(birth_month_index_l - birth_month_index_r) = 1",
+             "label_for_charts": "adjacent month"},
+            {"sql_condition": "abs(birth_month_index_l - birth_month_index_r) = 12",
+             "label_for_charts": "same month, year +/- 1"},
             {"sql_condition": "birth_year_l = birth_year_r", "label_for_charts": "same year"},
             {"sql_condition": "ELSE", "label_for_charts": "different"},
         ],
@@ -154,27 +196,207 @@ def comparisons() -> list[dict[str, Any]]:
     ]
 
 
-def prediction_rules() -> list:
-    """Blocking rules for prediction: each keeps the number of compared pairs bounded."""
-    return [
-        block_on("dob_token"),
-        block_on("nhs_token"),
-        block_on("upn_token"),
-        "l.dob_swap_token = r.dob_token",
-        block_on("surname_token", "birth_year_month"),
-        block_on("first_name_token", "birth_year_month"),
-        block_on("first_name_soundex_token", "surname_soundex_token", "postcode_sector"),
-        block_on("postcode_token", "first_name_soundex_token"),
-        block_on("first_name_token", "surname_token", "birth_year"),
-    ]
+def _on(*cols: str) -> str:
+    """Equality of each column on both sides, as blocking-rule SQL."""
+    return " AND ".join(f"l.{c} = r.{c}" for c in cols)
 
 
-def settings() -> SettingsCreator:
+_SWAP = "l.dob_swap_token = r.dob_token"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A blocking candidate: its variants from the loosest to the tightest; each variant is a
+    group of rules (SQL) that together find what the loose rule found, with fewer pairs."""
+
+    name: str
+    variants: tuple[tuple[str, ...], ...]
+
+
+#: prediction candidates, the most precise first (a pair is scored if any chosen rule holds)
+PREDICTION_CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("nhs", ((_on("nhs_token"),),)),
+    Candidate("upn", ((_on("upn_token"),),)),
+    Candidate("dob", (
+        (_on("dob_token"),),
+        (_on("dob_token", "surname_soundex_token"), _on("dob_token", "first_name_soundex_token"),
+         _on("dob_token", "postcode_sector")),
+        (_on("dob_token", "surname_soundex_token"), _on("dob_token", "first_name_soundex_token")),
+    )),
+    Candidate("dob_swap", (
+        (_SWAP,),
+        (f"{_SWAP} AND {_on('surname_soundex_token')}",
+         f"{_SWAP} AND {_on('first_name_soundex_token')}"),
+    )),
+    Candidate("names_year", (
+        (_on("first_name_token", "surname_token", "birth_year"),),
+        (_on("first_name_token", "surname_token", "birth_year", "sex"),),
+    )),
+    Candidate("surname_month", (
+        (_on("surname_token", "birth_year_month"),),
+        (_on("surname_token", "birth_year_month", "sex"),),
+        (_on("surname_token", "birth_year_month", "postcode_district"),),
+    )),
+    Candidate("first_name_month", (
+        (_on("first_name_token", "birth_year_month"),),
+        (_on("first_name_token", "birth_year_month", "postcode_district"),),
+    )),
+    Candidate("soundex_sector", (
+        (_on("first_name_soundex_token", "surname_soundex_token", "postcode_sector"),),
+        (_on("first_name_soundex_token", "surname_soundex_token", "postcode_sector", "sex"),),
+    )),
+    Candidate("postcode_first_name", (
+        (_on("postcode_token", "first_name_soundex_token"),),
+    )),
+)  # fmt: skip
+
+#: EM training candidates; each rule estimates the comparisons whose columns it does not use
+TRAINING_CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("em_dob", (
+        (_on("dob_token"),),
+        (_on("dob_token", "surname_soundex_token"),),
+        (_on("dob_token", "surname_token"),),
+    )),
+    Candidate("em_names", (
+        (_on("first_name_token", "surname_token"),),
+        (_on("first_name_token", "surname_token", "postcode_district"),),
+    )),
+    Candidate("em_postcode", (
+        (_on("postcode_token"),),
+        (_on("postcode_token", "sex"),),
+    )),
+)  # fmt: skip
+
+#: prediction comparisons allowed per input record: the budget grows linearly with the data
+COMPARISONS_PER_RECORD = 12.0
+#: no one prediction candidate may take more than this share of the budget
+RULE_SHARE = 0.3
+#: EM comparisons allowed per input record, per training rule
+EM_COMPARISONS_PER_RECORD = 2.0
+#: the budget never falls below this (tiny extracts keep the loose rules)
+MIN_BUDGET = 50_000
+#: counts are exact up to this many records; above, Splink's sampled estimate (deterministic
+#: hash sample of this many records' worth on each side of the join)
+EXACT_COUNT_RECORDS = 200_000
+
+
+def prediction_rules() -> list[str]:
+    """The loosest variant of every prediction candidate (what a small extract uses; larger
+    ones get the rules `choose_blocking_rules` picks)."""
+    return [r for c in PREDICTION_CANDIDATES for r in c.variants[0]]
+
+
+def sample_proportion(n_records: int) -> float:
+    return 1.0 if n_records <= EXACT_COUNT_RECORDS else round(EXACT_COUNT_RECORDS / n_records, 4)
+
+
+def _counts(sdf: Any, rules: Sequence[str], proportion: float) -> list[dict[str, Any]]:
+    with warnings.catch_warnings():  # small sampled counts warn; the estimate is still used
+        warnings.simplefilter("ignore", UserWarning)
+        return count_comparisons_from_blocking_rules(
+            sdf,
+            blocking_rules=list(rules),
+            link_type="dedupe_only",
+            unique_id_column_name="unique_id",
+            record_sample_proportion=proportion,
+        )
+
+
+def choose_blocking_rules(
+    sdf: Any,
+    n_records: int,
+    candidates: Sequence[Candidate] = PREDICTION_CANDIDATES,
+    per_record: float = COMPARISONS_PER_RECORD,
+    share: float = RULE_SHARE,
+) -> dict[str, Any]:
+    """Pick blocking rules by Splink's blocking analysis against a budget of
+    `max(MIN_BUDGET, per_record * n_records)` comparisons.
+
+    Each rule of each candidate's variants is counted alone (Splink's count, exact up to
+    EXACT_COUNT_RECORDS records, else a deterministic sampled estimate); a candidate takes its
+    loosest variant whose summed count fits `share` of the budget, else it is dropped.  Then the
+    chosen rules are counted together (marginal and cumulative counts, Splink's order); while
+    the cumulative count exceeds the budget the last (least precise) rule is dropped.
+
+    Returns {"budget", "record_sample_proportion", "candidates": [per candidate: name, variant
+    taken (index or None), rules with their counts], "rules": chosen SQL, "cumulative":
+    Splink's records, "comparisons_chosen"}."""
+    budget = int(max(MIN_BUDGET, per_record * n_records))
+    cap = budget * share
+    proportion = sample_proportion(n_records)
+    all_rules = list(dict.fromkeys(r for c in candidates for v in c.variants for r in v))
+    alone: dict[str, int] = {}
+    for rule in all_rules:
+        alone[rule] = int(_counts(sdf, [rule], proportion)[0]["marginal_comparison_count"])
+    report: list[dict[str, Any]] = []
+    chosen: list[str] = []
+    for cand in candidates:
+        taken = None
+        for i, variant in enumerate(cand.variants):
+            if sum(alone[r] for r in variant) <= cap:
+                taken = i
+                break
+        report.append(
+            {
+                "name": cand.name,
+                "variant": taken,
+                "variants": [
+                    {"rules": [{"rule": r, "comparisons": alone[r]} for r in v],
+                     "comparisons": sum(alone[r] for r in v)}
+                    for v in cand.variants
+                ],
+            }
+        )  # fmt: skip
+        if taken is not None:
+            chosen.extend(r for r in cand.variants[taken] if r not in chosen)
+    cumulative = _counts(sdf, chosen, proportion) if chosen else []
+    while cumulative and cumulative[-1]["cumulative_comparison_count"] > budget:
+        dropped = chosen.pop()
+        log.info("blocking: dropped a rule over the budget (%s rules left)", len(chosen))
+        for entry in report:
+            if any(dropped == r["rule"] for v in entry["variants"] for r in v["rules"]):
+                entry.setdefault("dropped_for_budget", []).append(dropped)
+        cumulative = _counts(sdf, chosen, proportion) if chosen else []
+    return {
+        "budget": budget,
+        "per_record": per_record,
+        "rule_share": share,
+        "record_sample_proportion": proportion,
+        "candidates": report,
+        "rules": chosen,
+        "cumulative": [dict(r) for r in cumulative],
+        "comparisons_chosen": int(cumulative[-1]["cumulative_comparison_count"])
+        if cumulative
+        else 0,
+    }
+
+
+def choose_training_rules(sdf: Any, n_records: int) -> dict[str, Any]:
+    """One EM rule per training candidate: its loosest variant within
+    `EM_COMPARISONS_PER_RECORD * n_records` comparisons (else its tightest)."""
+    budget = int(max(MIN_BUDGET, EM_COMPARISONS_PER_RECORD * n_records))
+    proportion = sample_proportion(n_records)
+    out = []
+    for cand in TRAINING_CANDIDATES:
+        counts = [
+            int(_counts(sdf, [v[0]], proportion)[0]["marginal_comparison_count"])
+            for v in cand.variants
+        ]
+        i = next((k for k, n in enumerate(counts) if n <= budget), len(counts) - 1)
+        out.append(
+            {"name": cand.name, "rule": cand.variants[i][0], "comparisons": counts[i],
+             "variant": i, "variant_comparisons": counts}
+        )  # fmt: skip
+    return {"budget": budget, "rules": out}
+
+
+def settings(rules: Sequence[str] | None = None) -> SettingsCreator:
+    """Splink settings with the given prediction rules (default: `prediction_rules()`)."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         comparisons=comparisons(),
-        blocking_rules_to_generate_predictions=prediction_rules(),
+        blocking_rules_to_generate_predictions=list(rules or prediction_rules()),
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
         max_iterations=20,
@@ -182,13 +404,58 @@ def settings() -> SettingsCreator:
     )
 
 
-def build_linker(df: pd.DataFrame) -> tuple[Linker, duckdb.DuckDBPyConnection]:
-    """A linker over `df` (from `prepare_input`) in a fresh private in-memory DuckDB."""
+#: the blocking analysis of each linker `build_linker` made (read by `train` and the report)
+_ANALYSES: weakref.WeakKeyDictionary[Linker, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def build_linker(
+    df: pd.DataFrame, per_record: float = COMPARISONS_PER_RECORD
+) -> tuple[Linker, duckdb.DuckDBPyConnection]:
+    """A linker over `df` (from `prepare_input`) in a fresh private in-memory DuckDB, with
+    prediction and EM rules chosen by Splink's blocking analysis (`blocking_analysis`)."""
     con = duckdb.connect(":memory:")
     register_input(con, df, "people_in")
     db_api = DuckDBAPI(connection=con)
     sdf = db_api.register("people_in", dataset_display_name="people")
-    return Linker(sdf, settings(), log_level=None), con
+    n = len(df)
+    analysis = choose_blocking_rules(sdf, n, per_record=per_record)
+    analysis["training"] = choose_training_rules(sdf, n)
+    linker = Linker(sdf, settings(analysis["rules"]), log_level=None)
+    _ANALYSES[linker] = analysis
+    return linker, con
+
+
+def blocking_analysis(linker: Linker) -> dict[str, Any] | None:
+    """The blocking analysis `build_linker` ran for this linker (None for other linkers)."""
+    try:
+        return _ANALYSES.get(linker)
+    except TypeError:  # not weak-referenceable: not a linker build_linker made
+        return None
+
+
+def blocking_figures(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The analysis as model figures: budget, per-candidate counts and the rules kept."""
+    return {
+        "budget": analysis["budget"],
+        "comparisons_per_record": analysis["per_record"],
+        "record_sample_proportion": analysis["record_sample_proportion"],
+        "comparisons_chosen": analysis["comparisons_chosen"],
+        "candidates": analysis["candidates"],
+        "rules_kept": [
+            {"rule": r["blocking_rule"], "marginal": int(r["marginal_comparison_count"]),
+             "cumulative": int(r["cumulative_comparison_count"])}
+            for r in analysis["cumulative"]
+        ],
+        "training_rules": analysis.get("training", {}).get("rules", []),
+    }  # fmt: skip
+
+
+def blocking_chart(linker: Linker) -> dict[str, Any] | None:
+    """Splink's cumulative-comparisons chart of the chosen rules (Vega-Lite dict), or None."""
+    analysis = blocking_analysis(linker)
+    if not analysis or not analysis["cumulative"]:
+        return None
+    return CumulativeBlockingRuleComparisonsGeneratedChart(analysis["cumulative"]).chart_dict
 
 
 def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
@@ -214,17 +481,21 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
         recall=DETERMINISTIC_RECALL,
     )
     step("u", t.estimate_u_using_random_sampling, max_pairs=max_pairs_u, seed=seed)
-    for name, rule in (
-        ("em_dob", block_on("dob_token")),
-        ("em_names", block_on("first_name_token", "surname_token")),
-        ("em_postcode", block_on("postcode_token")),
-    ):
+    analysis = blocking_analysis(linker)
+    if analysis is not None:
+        em_rules = [(r["name"], r["rule"]) for r in analysis["training"]["rules"]]
+    else:
+        em_rules = [(c.name, c.variants[0][0]) for c in TRAINING_CANDIDATES]
+    for name, rule in em_rules:
         step(name, t.estimate_parameters_using_expectation_maximisation, rule,
              estimate_without_term_frequencies=True)  # fmt: skip
-    return {
+    out: dict[str, Any] = {
         "probability_two_random_records_match": _prior(linker),
         "training_steps_skipped": skipped,
     }
+    if analysis is not None:
+        out["blocking"] = blocking_figures(analysis)
+    return out
 
 
 def _prior(linker: Linker) -> float:
