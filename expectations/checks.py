@@ -43,6 +43,8 @@ DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
         "extract_date_matches_file",
         "sex_is_female",
         "sex_is_unknown",
+        "batch_volume_ratio",
+        "extract_not_before_previous",
     ),
     "events": (
         "event_token_first_occurrence",
@@ -56,8 +58,14 @@ DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
         "record_token_in_people",
         "extract_date_is_real_date",
         "extract_date_matches_file",
+        "batch_volume_ratio",
+        "extract_not_before_previous",
     ),
 }
+#: a batch with under MIN or over MAX times the rows of the agency's previous batch of the same
+#: kind raises a warning (a halved full extract usually means a failed export; loads are upserts
+#: by token, so a short file loses nothing already held); the suites use these bounds
+VOLUME_RATIO_MIN, VOLUME_RATIO_MAX = 0.5, 2.0
 
 _DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _YEAR_MONTH_RE = r"[0-9]{4}-(?:0[1-9]|1[0-2])"
@@ -121,12 +129,15 @@ def derive(
     kind: str,
     file_extract_date: str | None,
     people_tokens: set[str] | pd.Index | None = None,
+    previous: dict | None = None,
 ) -> pd.DataFrame:
     """The derived check columns for a batch (same index as `frame`).
 
     `frame` holds the contract columns as text (missing ones may be absent: their rules then give
     None).  `file_extract_date` is the load's extract date (YYYY-MM-DD) or None; `people_tokens`
-    the record tokens an events batch may refer to.
+    the record tokens an events batch may refer to; `previous` the agency's previous accepted
+    batch of the same kind (`rows`, `extract_date` as YYYY-MM-DD or None), or None for a first
+    batch (the volume and freshness rules then do not apply).
     """
     cols = contract.columns_for(kind)
     f = frame.reindex(columns=list(cols))
@@ -184,4 +195,14 @@ def derive(
         out["record_token_in_people"] = _tristate(record.isin(tokens), record.notna())
     else:
         raise ValueError(f"unknown file kind {kind!r}")
+    # batch-level rules, the same value on every row (GX checks them like any column)
+    prev_rows = (previous or {}).get("rows")
+    ratio = len(frame) / prev_rows if prev_rows else np.nan
+    out["batch_volume_ratio"] = pd.Series(ratio, index=f.index, dtype=float)
+    prev_extract = (previous or {}).get("extract_date")
+    fresh_applies = bool(prev_extract) and bool(file_extract_date)
+    not_older = bool(fresh_applies and str(file_extract_date) >= str(prev_extract))
+    out["extract_not_before_previous"] = _tristate(
+        pd.Series(not_older, index=f.index), pd.Series(fresh_applies, index=f.index)
+    )
     return out[list(DERIVED_COLUMNS[kind])]

@@ -186,6 +186,26 @@ def _people_load_for(con: Any, agency: str, extract_date: Any) -> str | None:
 
 
 # ------------------------------------------------------------------ reasons
+def _previous_batch(con: Any, load: dict) -> dict | None:
+    """The agency's latest earlier batch of the same kind that was validated and not quarantined
+    whole (rows, extract date): the baseline for the volume and freshness rules."""
+    rows = con.execute(
+        """
+        SELECT l.n_rows, CAST(l.extract_date AS VARCHAR) FROM raw.loads l
+        JOIN audit.validations v ON v.load_id = l.load_id
+        WHERE l.agency = ? AND l.kind = ? AND l.load_id <> ?
+          AND v.outcome <> 'batch_quarantined'
+          AND l.loaded_at <= (SELECT loaded_at FROM raw.loads WHERE load_id = ?)
+        ORDER BY l.extract_date DESC NULLS LAST, l.loaded_at DESC, l.load_id DESC
+        LIMIT 1
+        """,
+        [load["agency"], load["kind"], load["load_id"], load["load_id"]],
+    ).fetchall()
+    if not rows:
+        return None
+    return {"rows": int(rows[0][0]), "extract_date": rows[0][1]}
+
+
 def _show(values: pd.Series, column: str) -> pd.Series:
     """`column=value` for reasons: empty shown as such, anything token-like withheld."""
     if column in SENSITIVE_COLUMNS:
@@ -330,7 +350,8 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
                     [people_load],
                 ).fetchall()
             ]
-    derived = derive(frame, agency, kind, file_extract, people_tokens)
+    previous = _previous_batch(con, load)
+    derived = derive(frame, agency, kind, file_extract, people_tokens, previous)
     checked = pd.concat([frame, derived], axis=1)
     read_seconds = time.perf_counter() - started
 

@@ -10,7 +10,14 @@ from datetime import datetime
 import pytest
 
 from expectations import validate
-from expectations.checks import DERIVED_COLUMNS, derive, load_suite, real_date
+from expectations.checks import (
+    DERIVED_COLUMNS,
+    VOLUME_RATIO_MAX,
+    VOLUME_RATIO_MIN,
+    derive,
+    load_suite,
+    real_date,
+)
 from joinedup import contract
 from joinedup.config import Settings
 from warehouse.db import connect
@@ -62,7 +69,9 @@ def event(record_token: str, **over) -> dict:
     return row
 
 
-def add_load(con, load_id: str, agency: str, kind: str, rows: list[dict], header=None) -> None:
+def add_load(
+    con, load_id: str, agency: str, kind: str, rows: list[dict], header=None, extract=EXTRACT
+) -> None:
     cols = contract.columns_for(kind)
     header = list(cols) if header is None else header
     con.execute(
@@ -76,7 +85,7 @@ def add_load(con, load_id: str, agency: str, kind: str, rows: list[dict], header
             tok(64),
             len(rows),
             ",".join(header),
-            EXTRACT,
+            extract,
             datetime.now(),
         ],
     )
@@ -159,7 +168,7 @@ def test_clean_batches_stage_every_row_and_rerun_is_a_noop(settings):
             "SELECT (SELECT count(*) FROM staging.events), (SELECT count(*) FROM audit.validations)"
         ).fetchone()
     assert [a[0] for a in audit] == ["LE", "LP"]
-    assert audit[0][1] == "health_events" and audit[0][2] == "1.0.0"
+    assert audit[0][1] == "health_events" and audit[0][2] == "1.1.0"
     assert audit[1][3] in ("passed", "warnings")
     assert audit[0][4:7] == (18, 18, 0)
     assert audit[0][7]
@@ -182,6 +191,43 @@ def test_clean_batches_stage_every_row_and_rerun_is_a_noop(settings):
             "SELECT (SELECT count(*) FROM staging.events), (SELECT count(*) FROM audit.validations)"
         ).fetchone()
     assert after == before
+
+
+def test_volume_and_freshness_against_the_previous_batch_are_warnings(settings):
+    first = people_rows(10)
+    with connect(settings) as con:
+        add_load(con, "P1", "health", "people", first)
+    assert validate.run(settings)["loads"][0]["outcome"] in ("passed", "warnings")
+    # a later extract with under half the rows: suspicious, recorded, nothing lost
+    with connect(settings) as con:
+        add_load(con, "P2", "health", "people", people_rows(4), extract="2026-11-01")
+        con.execute("UPDATE raw.people SET extract_date = '2026-11-01' WHERE load_id = 'P2'")
+    second = validate.run(settings)["loads"][0]
+    assert second["outcome"] == "warnings" and second["staged"] == 4
+    # an older extract than the previous accepted one
+    old = [person(extract_date="2026-09-01") for _ in range(8)]
+    with connect(settings) as con:
+        add_load(con, "P3", "health", "people", old, extract="2026-09-01")
+    third = validate.run(settings)["loads"][0]
+    assert third["outcome"] == "warnings" and third["staged"] == 8
+    with connect(settings) as con:
+        stats = {
+            load: json.loads(s)["warnings"]
+            for load, s in con.execute(
+                "SELECT load_id, statistics FROM audit.validations"
+            ).fetchall()
+        }
+    assert "expect_column_values_to_be_between:batch_volume_ratio" in stats["P2"]
+    assert "expect_column_values_to_be_in_set:extract_not_before_previous" in stats["P3"]
+    assert not any("batch_volume_ratio" in w or "previous" in w for w in stats["P1"])
+    for kind in ("people", "events"):
+        suite = load_suite("health", kind)
+        bounds = [
+            (e["kwargs"]["min_value"], e["kwargs"]["max_value"])
+            for e in suite["expectations"]
+            if e["kwargs"].get("column") == "batch_volume_ratio"
+        ]
+        assert bounds == [(VOLUME_RATIO_MIN, VOLUME_RATIO_MAX)]
 
 
 def test_missing_column_quarantines_the_whole_batch(settings):
