@@ -27,6 +27,7 @@ import uuid
 import duckdb
 import pandas as pd
 
+from joinedup import faults
 from joinedup.config import Settings
 from linkage import clustering, evaluate, incremental, model, report, review, truth
 from linkage.errors import LinkageError
@@ -190,6 +191,7 @@ def write_tables(
             con.execute("DELETE FROM linked.review_queue")
             cols = ", ".join(review.QUEUE_COLUMNS)
             con.execute(f"INSERT INTO linked.review_queue ({cols}) SELECT {cols} FROM _queue")
+        faults.checkpoint("link.before_commit")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
