@@ -386,7 +386,12 @@ def choose_training_rules(sdf: Any, n_records: int) -> dict[str, Any]:
             int(_counts(sdf, [v[0]], proportion)[0]["marginal_comparison_count"])
             for v in cand.variants
         ]
-        i = next((k for k, n in enumerate(counts) if n <= budget), len(counts) - 1)
+        # never a variant with no pairs (EM on it would train nothing, or worse); the loosest
+        # within budget, else the tightest that still has pairs, else the rule is left out
+        usable = [k for k, n in enumerate(counts) if n > 0]
+        if not usable:
+            continue
+        i = next((k for k in usable if counts[k] <= budget), usable[-1])
         out.append(
             {"name": cand.name, "rule": cand.variants[i][0], "comparisons": counts[i],
              "variant": i, "variant_comparisons": counts}
@@ -484,6 +489,7 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
         [block_on("nhs_token"), block_on("dob_token", "first_name_token", "surname_token")],
         recall=DETERMINISTIC_RECALL,
     )
+    prior = _prior(linker)
     step("u", t.estimate_u_using_random_sampling, max_pairs=max_pairs_u, seed=seed)
     analysis = blocking_analysis(linker)
     if analysis is not None:
@@ -493,6 +499,9 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     for name, rule in em_rules:
         step(name, t.estimate_parameters_using_expectation_maximisation, rule,
              estimate_without_term_frequencies=True)  # fmt: skip
+    # the random-match probability comes from the deterministic rules; EM within a blocking
+    # rule must not move it
+    linker._settings_obj._probability_two_random_records_match = prior
     out: dict[str, Any] = {
         "probability_two_random_records_match": _prior(linker),
         "training_steps_skipped": skipped,

@@ -51,6 +51,14 @@ def splink_charts(linker: Any, predictions: Any) -> dict[str, dict]:
         except Exception as exc:
             log.warning("linkage chart %r skipped: %s", title, type(exc).__name__)
     try:
+        from linkage.model import blocking_chart
+
+        chart = blocking_chart(linker)
+        if chart is not None:
+            charts["Blocking: cumulative comparisons of the chosen rules (Splink)"] = chart
+    except Exception as exc:
+        log.warning("linkage blocking chart skipped: %s", type(exc).__name__)
+    try:
         charts["Waterfall for sample pairs (Splink, data removed)"] = waterfall_chart(
             linker, predictions
         )
