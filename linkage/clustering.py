@@ -7,8 +7,8 @@
    (or a UPN token) and they differ -- unless first name, surname and dob tokens all agree and
    the postcode sectors do not differ, which is far more likely a typo in the number than two
    children (an "identity edge").
-   Edges with a twin signature (same dob, very different first names, no shared NHS/UPN) are
-   dropped too.
+   Edges with a twin signature (same dob and surname, very different first names, no shared
+   NHS/UPN) are dropped too.  Only *verified* identifiers are guards (`strong_ids`).
 2. A component can still hold a conflicting pair through a chain (A-B, B-C with A, C twins).
    Such components are re-clustered greedily: their edges in descending match weight (edges
    whose first names differ strongly last), joining two groups only when no conflict arises
@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,8 @@ NAME_COLUMNS: tuple[str, ...] = (
     "dob_token",
     "postcode_sector",
 )
-#: an edge between records with the same dob but first names this dissimilar (Bloom Dice, and
-#: different Soundex) and no shared NHS/UPN token is dropped: the typical twin (or sibling) pair
+#: an edge between records with the same dob and surname but first names this dissimilar (Bloom
+#: Dice, and different Soundex) and no shared NHS/UPN token is dropped: the typical twin pair
 TWIN_DICE_DROP = 0.2
 #: inside a component that must be re-clustered, edges whose first names differ this much are
 #: considered last (their match weight is lowered by TWIN_WEIGHT_PENALTY)
@@ -88,9 +89,9 @@ class _Edges:
             ok &= self.compare(col)[0]
         return ok & ~self.compare("postcode_sector")[1]
 
-    def conflict(self) -> np.ndarray:
+    def conflict(self, strong_ids: Sequence[str] = STRONG_ID_COLUMNS) -> np.ndarray:
         strong = np.zeros(len(self.left), dtype=bool)
-        for col in STRONG_ID_COLUMNS:
+        for col in strong_ids:
             strong |= self.compare(col)[1]
         if strong.any():
             strong &= ~self.identity()
@@ -125,11 +126,13 @@ class _Edges:
 
     def twin(self, dice: np.ndarray, max_dice: float) -> np.ndarray:
         same = {c: self.compare(c)[0]
-                for c in ("dob_token", "first_name_soundex_token", "nhs_token", "upn_token")}  # fmt: skip
+                for c in ("dob_token", "surname_token", "first_name_soundex_token", "nhs_token",
+                          "upn_token")}  # fmt: skip
         with np.errstate(invalid="ignore"):
             low = np.nan_to_num(dice, nan=np.inf) < max_dice
         return (
             same["dob_token"]
+            & same["surname_token"]
             & low
             & ~same["first_name_soundex_token"]
             & ~same["nhs_token"]
@@ -159,10 +162,12 @@ def identity_edges(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
     return pd.Series(_Edges(edges, nodes).identity(), index=edges.index)
 
 
-def conflict_mask(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
-    """True for edges whose two records disagree on a guard attribute (both present), except
-    NHS/UPN differences on identity edges."""
-    return pd.Series(_Edges(edges, nodes).conflict(), index=edges.index)
+def conflict_mask(
+    edges: pd.DataFrame, nodes: pd.DataFrame, strong_ids: Sequence[str] = STRONG_ID_COLUMNS
+) -> pd.Series:
+    """True for edges whose two records disagree on a guard attribute (both present): sex, or
+    one of the verified `strong_ids` except on identity edges."""
+    return pd.Series(_Edges(edges, nodes).conflict(strong_ids), index=edges.index)
 
 
 def first_name_dice(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
@@ -240,20 +245,33 @@ class _Groups:
         return True
 
 
-def guarded_clusters(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def guarded_clusters(
+    nodes: pd.DataFrame,
+    edges: pd.DataFrame,
+    threshold: float,
+    strong_ids: Sequence[str] = STRONG_ID_COLUMNS,
+) -> pd.DataFrame:
     """`nodes(unique_id, GUARD_COLUMNS, NAME_COLUMNS)`, `edges(unique_id_l, unique_id_r,
     match_weight, match_probability)` -> `(unique_id, cluster_id, guard_split)`; no cluster
-    holds a conflicting pair."""
+    holds a conflicting pair.
+
+    `strong_ids` are the identifier columns trusted as verified (NHS numbers carry a modulus-11
+    check digit, UPNs a check letter): two records with different values are never one child
+    (unless an identity edge says the number was mistyped).  An identifier that is known to be
+    corrupted in true duplicates (e.g. FEBRL's soc_sec_id) must not be listed: it then counts
+    only as evidence in the match weight."""
+    strong_ids = tuple(strong_ids)
+    guard = (*strong_ids, "sex")
     nodes = nodes.drop_duplicates("unique_id").reset_index(drop=True)
     edges = edges[edges["match_probability"] >= threshold].reset_index(drop=True)
     e = _Edges(edges, nodes)
     dice = e.first_name_dice()
-    keep = e.known & ~e.conflict() & ~e.twin(dice, TWIN_DICE_DROP)
+    keep = e.known & ~e.conflict(strong_ids) & ~e.twin(dice, TWIN_DICE_DROP)
     left, right = e.left[keep], e.right[keep]
     clusters, comp = _components(nodes, left, right)
     clusters["guard_split"] = False
     conflicted = np.zeros(len(nodes), dtype=bool)
-    for col in GUARD_COLUMNS:
+    for col in guard:
         codes = e.codes(col)
         present = codes >= 0
         distinct = (
@@ -269,9 +287,7 @@ def guarded_clusters(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float)
         return clusters
     sub = nodes[conflicted]
     attrs = {
-        r.unique_id: tuple(
-            None if pd.isna(v) else v for v in (getattr(r, c) for c in GUARD_COLUMNS)
-        )
+        r.unique_id: tuple(None if pd.isna(v) else v for v in (getattr(r, c) for c in guard))
         for r in sub.itertuples(index=False)
     }
     groups = _Groups(attrs)
@@ -286,7 +302,7 @@ def guarded_clusters(nodes: pd.DataFrame, edges: pd.DataFrame, threshold: float)
     inside = inside.sort_values(
         ["order", "unique_id_l", "unique_id_r"], ascending=[False, True, True], kind="stable"
     )
-    lenient = tuple(GUARD_COLUMNS.index(c) for c in STRONG_ID_COLUMNS)
+    lenient = tuple(guard.index(c) for c in strong_ids)
     for r in inside.itertuples():
         groups.join(r.unique_id_l, r.unique_id_r, lenient if r.identity else ())
     new_id = {u: f"{groups.find(u)}" for u in attrs}

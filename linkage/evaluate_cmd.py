@@ -48,6 +48,13 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="seed for u sampling (default: settings seed)")
     p.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD,
                    help=f"match probability to join records (default {DEFAULT_THRESHOLD})")  # fmt: skip
+    ids = p.add_mutually_exclusive_group()
+    ids.add_argument("--verified-ids", dest="verified_ids", action="store_true", default=None,
+                     help="NHS/UPN values are verified ids: never join two different ones "
+                     "(default for FILEs)")  # fmt: skip
+    ids.add_argument("--unverified-ids", dest="verified_ids", action="store_false",
+                     help="NHS/UPN values may be corrupted in true duplicates: evidence only "
+                     "(default for --dataset: FEBRL's soc_sec_id)")  # fmt: skip
     p.add_argument("--in-process", action="store_true",
                    help="run both paths in this process (faster; no per-path peak memory)")  # fmt: skip
     p.set_defaults(handler=handle)
@@ -59,6 +66,8 @@ def handle(args: argparse.Namespace, settings: Any) -> dict:
 
     seed = settings.seed if args.seed is None else args.seed
     options = {"seed": seed, "threshold": args.threshold, "isolate": not args.in_process}
+    if args.verified_ids is not None:
+        options["verified_ids"] = args.verified_ids
     if args.dataset:
         if args.files or args.truth_column:
             raise ValueError("--dataset takes no FILEs or --truth-column")

@@ -160,7 +160,11 @@ def _components(nodes: pd.DataFrame, pairs: pd.DataFrame, threshold: float) -> p
 
 
 def run_ours(
-    sources: list[tuple[str, pd.DataFrame]], seed: int, threshold: float, review_band: float
+    sources: list[tuple[str, pd.DataFrame]],
+    seed: int,
+    threshold: float,
+    review_band: float,
+    strong_ids: Sequence[str] = ("nhs_token", "upn_token"),
 ) -> tuple[list[str], dict]:
     """Our path on [(agency, raw rows)]: pseudonymise with a throwaway key, score, cluster.
     Returns (cluster id per input row, in order, and figures)."""
@@ -198,7 +202,7 @@ def run_ours(
     steps.update(score_steps)
     t = time.perf_counter()
     nodes = df[["unique_id", *clustering.GUARD_COLUMNS, *clustering.NAME_COLUMNS]]
-    clusters = clustering.guarded_clusters(nodes, scored, threshold)
+    clusters = clustering.guarded_clusters(nodes, scored, threshold, strong_ids)
     steps["cluster"] = round(time.perf_counter() - t, 2)
     seconds_total = round(time.perf_counter() - started, 2)
     peak = _peak_rss_mb()
@@ -213,7 +217,7 @@ def run_ours(
         "comparisons": _count_comparisons(df),
         "pairs_scored": int(len(scored)),
         "pairs_above_threshold": int(len(above)),
-        "guard_edges_dropped": int(clustering.conflict_mask(above, nodes).sum()),
+        "guard_edges_dropped": int(clustering.conflict_mask(above, nodes, strong_ids).sum()),
         "twin_edges_dropped": int(
             clustering.twin_signature(above, nodes, clustering.TWIN_DICE_DROP).sum()
         ),
@@ -228,7 +232,11 @@ def run_ours(
 
 
 def run_plain_path(
-    sources: list[tuple[str, pd.DataFrame]], seed: int, threshold: float, review_band: float
+    sources: list[tuple[str, pd.DataFrame]],
+    seed: int,
+    threshold: float,
+    review_band: float,
+    strong_ids: Sequence[str] = (),
 ) -> tuple[list[str], dict]:
     """Plain Splink on the plaintext of [(agency, raw rows)]; same return shape as `run_ours`."""
     from linkage import plain
@@ -275,11 +283,14 @@ def evaluate_sources(
     isolate: bool = True,
     dataset: str | None = None,
     description: str | None = None,
+    verified_ids: bool = True,
 ) -> dict:
     """Both paths on labelled raw people files [(label, frame)]; one dict of figures.
 
     With `isolate` (the default) each path runs in its own spawn child, so `peak_rss_mb` is
-    that path's alone; without it both run in this process and peak memory is not reported."""
+    that path's alone; without it both run in this process and peak memory is not reported.
+    `verified_ids`: whether the NHS / UPN columns hold verified identifiers, which our guard
+    then never lets two different values join (plain Splink has no guard either way)."""
     if not sources:
         raise ValueError("no people files to evaluate")
     labels = [label for label, _ in sources]
@@ -293,7 +304,8 @@ def evaluate_sources(
     started = time.perf_counter()
     results = {}
     for name, func in (("ours", run_ours), ("plain", run_plain_path)):
-        cluster_ids, figures = _run(func, isolate, inputs, seed, threshold, review_band)
+        strong = ("nhs_token", "upn_token") if verified_ids else ()
+        cluster_ids, figures = _run(func, isolate, inputs, seed, threshold, review_band, strong)
         if not isolate:
             figures.pop("peak_rss_mb", None)
         diagnostic = figures.pop(WITHOUT_GUARD, None)
@@ -324,6 +336,7 @@ def evaluate_sources(
         "threshold": threshold,
         "review_band": review_band,
         "measured_in_separate_processes": isolate,
+        "ids_treated_as_verified": bool(verified_ids),
         "ours": results["ours"],
         "plain": results["plain"],
         "f1_ratio_ours_to_plain": ratio,
@@ -345,7 +358,10 @@ def evaluate_files(paths: Sequence[str | Path], truth_column: str, **options) ->
 
 def evaluate_dataset(name: str, soc_sec_id_as: str = "nhs_number", **options) -> dict:
     """`evaluate_sources` on a FEBRL data set (`febrl3` or `febrl4`); `soc_sec_id_as` says
-    where FEBRL's soc_sec_id goes (`linkage.febrl.ID_MAPPINGS`)."""
+    where FEBRL's soc_sec_id goes (`linkage.febrl.ID_MAPPINGS`).  FEBRL corrupts soc_sec_id in
+    about 10% of duplicates and it has no check digit, so by default it is not a verified id
+    (`verified_ids=False`): evidence in the match weight, not a guard."""
+    options.setdefault("verified_ids", False)
     from linkage import febrl
 
     sources = febrl.load(name, soc_sec_id_as)

@@ -184,24 +184,21 @@ def test_synthetic_county_target(county_files):
     assert fig["ours"]["f1"] >= labelled.TARGET_F1_RATIO * fig["plain"]["f1"], fig
 
 
-# ---------------------------------------------------------------- FEBRL
+# ---------------------------------------------------------------- FEBRL: the target
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["febrl3", "febrl4"])
-def test_febrl_pseudonymised_scores_match_plain_splink(dataset):
-    """The privacy-preserving encoding loses nothing against plain Splink on plaintext: our
-    scores, clustered the way plain Splink clusters (no guard), reach 0.99 of plain's F1.
-
-    The issue's target compares our *guarded* clusters with plain Splink; on FEBRL the guard
-    (conflicting strong ids never join) drops true links, because FEBRL corrupts soc_sec_id in
-    ~10% of duplicates while we treat it as an NHS number.  That gap is measured and reported
-    (docs/linkage.md, `joinedup linkage evaluate --dataset febrl3`), not asserted away: the
-    guarded figures are checked here only for what the guard promises, no lost precision."""
+def test_febrl_ours_within_one_percent_of_plain_splink(dataset):
+    """The issue's target on data we did not write: our pseudonymised, guarded path reaches
+    0.99 of plain Splink's F1 on the plaintext.  FEBRL's soc_sec_id is corrupted in ~10% of
+    duplicates and has no check digit, so it is evidence, not a verified id (the default for
+    FEBRL; `--verified-ids` shows what trusting it would cost)."""
     fig = labelled.evaluate_dataset(dataset, seed=42, isolate=False)
     ours, base = fig["ours"], fig["plain"]
+    assert fig["ids_treated_as_verified"] is False
     assert base["f1"] > 0.95  # plain Splink is a sound baseline on FEBRL
-    assert ours["without_guard"]["f1"] >= labelled.TARGET_F1_RATIO * base["f1"], {
-        "ours_without_guard": ours["without_guard"],
-        "plain": base["f1"],
-    }
     assert ours["precision"] >= base["precision"] - 1e-9
-    assert ours["f1"] > 0.9 and "f1_ratio_ours_to_plain" in fig
+    assert ours["f1"] >= labelled.TARGET_F1_RATIO * base["f1"], {
+        k: (ours[k], base[k]) for k in ("precision", "recall", "f1", "persons_split")
+    }
+    # and the encoding alone (our scores clustered without any guard) loses nothing either
+    assert ours["without_guard"]["f1"] >= labelled.TARGET_F1_RATIO * base["f1"]
