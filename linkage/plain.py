@@ -19,6 +19,13 @@ Comparisons (levels in order):
   derives them, so non-UK postcodes never match on an empty sector), else;
 * NHS number, UPN, sex: `ExactMatch` (sex other than M/F is null).
 
+Blocking: by default the fixed loose rules of `prediction_rules()`; `run_plain(rules=...)`
+takes any rules on plain's columns instead, and `translate_rules` maps our token-column rules
+(e.g. the ones `linkage.model.build_linker` chose) to plain's columns, so both paths can score
+exactly the same pairs (the benchmark's like-for-like comparison).  Token equality is equality of
+the normalised values (`linkage.pseudonymise.encode_people` tokenises what `prepare_plain`
+keeps clear, with the same `linkage.encoding` normalisers).
+
 Runs in its own in-memory DuckDB.  Never logs or prints identifiers; figures are counts and
 seconds only.
 """
@@ -26,7 +33,10 @@ seconds only.
 from __future__ import annotations
 
 import logging
+import re
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -34,6 +44,7 @@ import pandas as pd
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink import comparison_level_library as cll
 from splink import comparison_library as cl
+from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
 from linkage import encoding as enc
 from linkage import model
@@ -52,7 +63,79 @@ PLAIN_FIELDS: tuple[str, ...] = (
 )
 
 
-def _clean(s: pd.Series, func) -> pd.Series:
+#: the columns of `prepare_plain`'s frame
+PLAIN_COLUMNS: tuple[str, ...] = (
+    "unique_id",
+    "first_name",
+    "surname",
+    "first_name_soundex",
+    "surname_soundex",
+    "dob",
+    "dob_swap",
+    "birth_year_month",
+    "birth_year",
+    "sex",
+    "postcode",
+    "postcode_sector",
+    "postcode_district",
+    "nhs_number",
+    "upn",
+)
+
+#: our model's input columns (`linkage.model.INPUT_COLUMNS`) -> the plain column holding the
+#: same normalised value in clear (a token is equal exactly when the values are)
+TOKEN_TO_PLAIN: dict[str, str] = {
+    "first_name_token": "first_name",
+    "surname_token": "surname",
+    "first_name_soundex_token": "first_name_soundex",
+    "surname_soundex_token": "surname_soundex",
+    "dob_token": "dob",
+    "dob_swap_token": "dob_swap",
+    "birth_year_month": "birth_year_month",
+    "birth_year": "birth_year",
+    "sex": "sex",
+    "postcode_token": "postcode",
+    "postcode_sector": "postcode_sector",
+    "postcode_district": "postcode_district",
+    "nhs_token": "nhs_number",
+    "upn_token": "upn",
+}
+
+#: a column reference in blocking-rule SQL: `l.col`, `r.col` (optionally double-quoted)
+_COLUMN_REF = re.compile(r'\b([lr])\.(?:"([A-Za-z_][A-Za-z0-9_]*)"|([A-Za-z_][A-Za-z0-9_]*))')
+
+
+def translate_rule(token_rule: str) -> str:
+    """One blocking rule on our model's columns -> the same rule on plain's columns.
+
+    Every `l.<col>` / `r.<col>` is mapped by `TOKEN_TO_PLAIN` (e.g. `l.dob_swap_token =
+    r.dob_token` -> `l.dob_swap = r.dob`); the rest of the SQL is kept.  Raises ValueError on a
+    column with no plain equivalent, or on a rule with no `l.`/`r.` column at all."""
+    if not isinstance(token_rule, str):
+        raise ValueError(f"a blocking rule must be SQL text, not {type(token_rule).__name__}")
+    found = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal found
+        found = True
+        col = m.group(2) or m.group(3)
+        if col not in TOKEN_TO_PLAIN:
+            raise ValueError(f"blocking rule column {col!r} has no plain equivalent")
+        return f"{m.group(1)}.{TOKEN_TO_PLAIN[col]}"
+
+    out = _COLUMN_REF.sub(sub, token_rule)
+    if not found:
+        raise ValueError("blocking rule names no l./r. column")
+    return out
+
+
+def translate_rules(token_rules: Sequence[str]) -> list[str]:
+    """Our token-column blocking rules -> the same rules on plain's clear columns, in order
+    (`translate_rule` each; ValueError on a column plain cannot map)."""
+    return [translate_rule(r) for r in token_rules]
+
+
+def _clean(s: pd.Series, func: Callable[[str], str]) -> pd.Series:
     out = enc.map_distinct(s, func).astype("string")
     return out.mask(out == "", pd.NA)
 
@@ -96,7 +179,7 @@ def prepare_plain(raw_people: pd.DataFrame) -> pd.DataFrame:
     df["postcode_district"] = df["postcode_sector"].str.split(" ").str[0]
     df["nhs_number"] = _clean(raw["nhs_number"], enc.normalise_nhs)
     df["upn"] = _clean(raw["upn"], enc.normalise_upn)
-    return df
+    return df[list(PLAIN_COLUMNS)]
 
 
 def comparisons() -> list[Any]:
@@ -125,7 +208,8 @@ def comparisons() -> list[Any]:
 
 
 def prediction_rules() -> list[Any]:
-    """`linkage.model.prediction_rules` on clear columns."""
+    """The fixed loose prediction rules (the default; `linkage.model`'s loose candidates on
+    clear columns, plus dob alone)."""
     return [
         block_on("dob"),
         block_on("nhs_number"),
@@ -139,12 +223,22 @@ def prediction_rules() -> list[Any]:
     ]
 
 
-def settings() -> SettingsCreator:
+def training_rules() -> list[tuple[str, Any]]:
+    """The default EM training rules, (step name, rule)."""
+    return [
+        ("em_dob", block_on("dob")),
+        ("em_names", block_on("first_name", "surname")),
+        ("em_postcode", block_on("postcode")),
+    ]
+
+
+def settings(rules: Sequence[Any] | None = None) -> SettingsCreator:
+    """Splink settings with the given prediction rules (default: `prediction_rules()`)."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         comparisons=comparisons(),
-        blocking_rules_to_generate_predictions=prediction_rules(),
+        blocking_rules_to_generate_predictions=list(rules or prediction_rules()),
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
         max_iterations=20,
@@ -152,11 +246,19 @@ def settings() -> SettingsCreator:
     )
 
 
-def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
-    """`linkage.model.train`'s recipe on clear columns; skipped steps are counted, not fatal."""
+def train(
+    linker: Linker,
+    seed: int,
+    max_pairs_u: float = 2e6,
+    em_rules: Sequence[str] | None = None,
+) -> dict:
+    """`linkage.model.train`'s recipe on clear columns; skipped steps are counted, not fatal.
+
+    `em_rules`: EM training rules on plain's columns (e.g. our chosen ones via
+    `translate_rules`); default `training_rules()`."""
     skipped: list[str] = []
 
-    def step(name: str, func, *args, **kwargs) -> None:
+    def step(name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
         except Exception as exc:
@@ -171,11 +273,11 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
         recall=model.DETERMINISTIC_RECALL,
     )
     step("u", t.estimate_u_using_random_sampling, max_pairs=max_pairs_u, seed=seed)
-    for name, rule in (
-        ("em_dob", block_on("dob")),
-        ("em_names", block_on("first_name", "surname")),
-        ("em_postcode", block_on("postcode")),
-    ):
+    if em_rules is None:
+        em = training_rules()
+    else:
+        em = [(f"em_{i}", rule) for i, rule in enumerate(em_rules, start=1)]
+    for name, rule in em:
         step(name, t.estimate_parameters_using_expectation_maximisation, rule,
              estimate_without_term_frequencies=True)  # fmt: skip
     return {
@@ -186,8 +288,18 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     }
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    return int(con.execute(sql).fetchall()[0][0])
+def count_comparisons(sdf: Any, rules: Sequence[Any]) -> int:
+    """Exact number of pairs `rules` generate (Splink's blocking analysis, dedupe)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        recs = count_comparisons_from_blocking_rules(
+            sdf,
+            blocking_rules=list(rules),
+            link_type="dedupe_only",
+            unique_id_column_name="unique_id",
+            record_sample_proportion=1.0,
+        )
+    return int(recs[-1]["cumulative_comparison_count"]) if recs else 0
 
 
 def run_plain(
@@ -195,34 +307,41 @@ def run_plain(
     seed: int,
     threshold: float = model.THRESHOLD,
     review_band: float = model.REVIEW_BAND,
+    rules: Sequence[str] | None = None,
+    em_rules: Sequence[str] | None = None,
+    count: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Plain Splink end to end. Returns (clusters[unique_id, cluster_id], scored pairs >=
     `review_band` [unique_id_l, unique_id_r, match_weight, match_probability], figures).
 
-    Figures: records, comparisons (pairs generated by the blocking rules and scored),
+    `rules`: prediction blocking rules (SQL on plain's columns, `PLAIN_COLUMNS`; e.g.
+    `translate_rules` of ours); default the fixed `prediction_rules()`.  `em_rules`: EM training
+    rules likewise; default `training_rules()`.  Predicts at `review_band` (like our path) and
+    clusters the pairs >= `threshold` with Splink's connected components.
+
+    Figures: records, comparisons (pairs the blocking rules generate: Splink's exact count, run
+    after the timed steps and timed apart as `seconds_count`; None without `count`),
     pairs_scored (>= review band, as `linked.pairs`), pairs_above_threshold, clusters,
-    threshold, the training figures, and `seconds` per step (prepare, train, predict, cluster)."""
+    threshold, blocking_rules (the rules used, SQL, or "fixed"), the training figures, and
+    `seconds` per step (prepare, train, predict, cluster) with `seconds_total` their sum."""
     steps: dict[str, float] = {}
     t = time.perf_counter()
     df = prepare_plain(raw_people)
     con = duckdb.connect(":memory:")
+    seconds_count = None
     try:
         db_api = DuckDBAPI(connection=con)
         sdf = db_api.register(df, dataset_display_name="plain_people")
-        linker = Linker(sdf, settings(), log_level=None)
+        linker = Linker(sdf, settings(rules), log_level=None)
         steps["prepare"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
-        figures = train(linker, seed=seed)
+        figures = train(linker, seed=seed, em_rules=em_rules)
         steps["train"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
-        pred = linker.inference.predict()
-        name = pred.physical_name
-        comparisons_made = _count(con, f"SELECT count(*) FROM {name}")
-        pairs = con.execute(
-            "SELECT unique_id_l, unique_id_r, match_weight, match_probability "
-            f"FROM {name} WHERE match_probability >= ?",
-            [review_band],
-        ).df()
+        pred = linker.inference.predict(threshold_match_probability=review_band)
+        pairs = pred.as_pandas_dataframe()[
+            ["unique_id_l", "unique_id_r", "match_weight", "match_probability"]
+        ]
         steps["predict"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
         clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
@@ -230,6 +349,11 @@ def run_plain(
         )
         clusters = clustered.as_pandas_dataframe()[["unique_id", "cluster_id"]]
         steps["cluster"] = round(time.perf_counter() - t, 2)
+        comparisons_made = None
+        if count:
+            t = time.perf_counter()
+            comparisons_made = count_comparisons(sdf, list(rules or prediction_rules()))
+            seconds_count = round(time.perf_counter() - t, 2)
     finally:
         con.close()
     clusters = clusters.astype({"unique_id": str, "cluster_id": str})
@@ -241,15 +365,22 @@ def run_plain(
         "clusters": int(clusters["cluster_id"].nunique()),
         "threshold": threshold,
         "review_band": review_band,
+        "blocking_rules": list(rules) if rules else "fixed",
+        "training_rules": list(em_rules) if em_rules is not None else "fixed",
         **figures,
         "seconds": steps,
         "seconds_total": round(sum(steps.values()), 2),
+        "seconds_count": seconds_count,
     }
     return clusters, pairs, figures
 
 
 def link_plain(
-    raw_people: pd.DataFrame, seed: int, threshold: float = model.THRESHOLD
+    raw_people: pd.DataFrame,
+    seed: int,
+    threshold: float = model.THRESHOLD,
+    rules: Sequence[str] | None = None,
+    em_rules: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Plain Splink over plaintext raw people rows -> `DataFrame[unique_id, cluster_id]`.
 
@@ -258,10 +389,14 @@ def link_plain(
     ignored) and an id: `unique_id` if present, else `agency:source_id` with an `agency` column,
     else `source_id` (ids must be unique; all rows are deduplicated together, like our path).
     `seed` seeds u sampling; records joined by pairs with match probability >= `threshold`
-    share a cluster.  Both output columns are strings, one row per input row.
+    share a cluster.  Both output columns are strings, one row per input row.  `rules` /
+    `em_rules`: blocking rules on plain's columns (see `run_plain`; `translate_rules` maps
+    ours), default the fixed ones.
 
     The run's figures (`run_plain`'s: comparisons, pairs_scored, seconds per step, ...) are in
     the result's `.attrs["figures"]`.  This signature is stable (the benchmark imports it)."""
-    clusters, _, figures = run_plain(raw_people, seed=seed, threshold=threshold)
+    clusters, _, figures = run_plain(
+        raw_people, seed=seed, threshold=threshold, rules=rules, em_rules=em_rules
+    )
     clusters.attrs["figures"] = figures
     return clusters
