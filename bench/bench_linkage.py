@@ -9,15 +9,22 @@ memory (max RSS from os.wait4) is that path's alone:
 * ours:  `model.prepare_input` -> `model.build_linker` (incl. blocking analysis) -> `model.train`
   -> predict at `model.REVIEW_BAND` -> `clustering.guarded_clusters` at `model.THRESHOLD`
   (the same calls as `linkage.link.score` + clustering);
-* plain: `linkage.plain.link_plain(raw_people, seed, threshold)` (Splink on the plaintext), if
-  that module exists.
+* plain: `linkage.plain.link_plain(raw_people, seed, threshold, rules, em_rules)` (Splink on
+  the plaintext).  With `--plain-rules same` (the default) ours runs first and plain gets the
+  prediction and EM blocking rules ours chose, translated to plaintext columns
+  (`plain.translate_rules`), so both paths score exactly the same pairs: like for like.  The
+  rules are also cached in `var/bench/<records>/chosen_rules_<seed>.json`, so `--paths plain`
+  alone reuses the last choice.  `--plain-rules fixed` keeps plain's fixed loose rules
+  (`plain.prediction_rules()`, dob alone among them: ~75M pairs at 1M records).
 
-Printed per size and path: wall seconds per step and total, peak MiB, comparisons (pairs scored by
-the prediction blocking rules, and pairs kept >= review band), records/second, pairwise
-precision/recall/F1 against the synthetic truth, twin false-merge rate; and the ratios ours/plain.
-Figures only: no identifier, token or encoding is printed.
+Printed per size and path: wall seconds per step and total, peak MiB, comparisons (pairs the
+prediction blocking rules generate, Splink's exact count, made after the timed steps; and pairs
+kept >= review band), records/second, pairwise precision/recall/F1 against the synthetic truth,
+twin false-merge rate; and the ratios ours/plain (time, peak memory, F1, comparisons).  Figures
+only: no identifier, token or encoding is printed.
 
     .venv/bin/python bench/bench_linkage.py --sizes 10000,100000 [--json] [--paths ours,plain]
+        [--plain-rules same|fixed] [--timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -104,7 +111,9 @@ def _quality(child_id: pd.Series, d: Path) -> dict:
 
 def run_ours(d: Path, seed: int) -> dict:
     """Our path, timed step by step (in the child process)."""
-    from linkage import clustering, model
+    from splink import DuckDBAPI
+
+    from linkage import clustering, model, plain
 
     people = pd.read_parquet(d / "people.parquet")
     steps: dict[str, float] = {}
@@ -121,43 +130,66 @@ def run_ours(d: Path, seed: int) -> dict:
         ["unique_id_l", "unique_id_r", "match_weight", "match_probability"]
     ]
     steps["predict"] = time.perf_counter() - t
-    con.close()
     t = time.perf_counter()
     nodes = df[["unique_id", *clustering.GUARD_COLUMNS, *clustering.NAME_COLUMNS]]
     clusters = clustering.guarded_clusters(nodes, pairs, model.THRESHOLD)
     steps["cluster"] = time.perf_counter() - t
     total = time.perf_counter() - t0
-    cid = df[["unique_id"]].merge(clusters, on="unique_id", how="left")["cluster_id"]
     blocking = figures.get("blocking", {})
+    rules = [r["rule"] for r in blocking.get("rules_kept", [])]
+    em_rules = [r["rule"] for r in blocking.get("training_rules", [])]
+    # untimed: the exact number of pairs the chosen rules generate (the analysis above samples)
+    t = time.perf_counter()
+    sdf = DuckDBAPI(connection=con).register("people_in", dataset_display_name="count")
+    exact = plain.count_comparisons(sdf, rules) if rules else None
+    seconds_count = round(time.perf_counter() - t, 2)
+    con.close()
+    cid = df[["unique_id"]].merge(clusters, on="unique_id", how="left")["cluster_id"]
     return {
         "records": int(len(df)),
         "seconds": {k: round(v, 2) for k, v in steps.items()},
         "seconds_total": round(total, 2),
-        "comparisons": blocking.get("comparisons_chosen"),
+        "comparisons": exact,
+        "comparisons_estimated": blocking.get("comparisons_chosen"),
+        "seconds_count": seconds_count,
         "pairs_kept": int(len(pairs)),
+        "prediction_rules": rules,
+        "training_rules": em_rules,
         "blocking": blocking,
         "training_steps_skipped": figures.get("training_steps_skipped"),
         "quality": _quality(cid, d),
     }
 
 
-def run_plain(d: Path, seed: int) -> dict:
-    """Plain Splink on the plaintext of the same records (`linkage.plain.link_plain`)."""
+def run_plain(d: Path, seed: int, rules_file: str = "") -> dict:
+    """Plain Splink on the plaintext of the same records (`linkage.plain.link_plain`), with
+    the rules in `rules_file` (ours' choice, JSON {"prediction": [...], "training": [...]},
+    translated here) or, without one, plain's fixed rules."""
     from linkage import model, plain
 
+    rules = em_rules = None
+    if rules_file:
+        chosen = json.loads(Path(rules_file).read_text())
+        rules = plain.translate_rules(chosen["prediction"])
+        em_rules = plain.translate_rules(chosen["training"]) or None
     raw = pd.read_parquet(d / "raw_people.parquet")
-    t0 = time.perf_counter()
-    clusters = plain.link_plain(raw, seed=seed, threshold=model.THRESHOLD)
-    total = time.perf_counter() - t0
+    clusters = plain.link_plain(
+        raw, seed=seed, threshold=model.THRESHOLD, rules=rules, em_rules=em_rules
+    )
     info = clusters.attrs.get("figures", {})
     key = pd.DataFrame({"unique_id": plain.unique_ids(raw)})
     cid = key.merge(clusters, on="unique_id", how="left")["cluster_id"]
     return {
         "records": int(len(raw)),
         "seconds": {k: round(float(v), 2) for k, v in (info.get("seconds") or {}).items()},
-        "seconds_total": round(total, 2),
+        "seconds_total": info.get("seconds_total"),
         "comparisons": info.get("comparisons"),
+        "seconds_count": info.get("seconds_count"),
         "pairs_kept": info.get("pairs_scored"),
+        "rules": "same as ours" if rules_file else "fixed",
+        "prediction_rules": rules if rules else [str(r) for r in plain.prediction_rules()],
+        "training_rules": em_rules if em_rules else "fixed",
+        "training_steps_skipped": info.get("training_steps_skipped"),
         "quality": _quality(cid.fillna(key["unique_id"]), d),
     }
 
@@ -165,17 +197,26 @@ def run_plain(d: Path, seed: int) -> dict:
 _CHILD = (
     "import json, sys; sys.path.insert(0, sys.argv[1]); "
     "from pathlib import Path; import bench.bench_linkage as b; "
-    "fn = {'ours': b.run_ours, 'plain': b.run_plain}[sys.argv[2]]; "
-    "figs = fn(Path(sys.argv[3]), int(sys.argv[4])); "
+    "figs = (b.run_ours(Path(sys.argv[3]), int(sys.argv[4])) if sys.argv[2] == 'ours' else "
+    "b.run_plain(Path(sys.argv[3]), int(sys.argv[4]), sys.argv[6])); "
     "open(sys.argv[5], 'w').write(json.dumps(figs, default=str))"
 )
 
 
-def run_path(path: str, d: Path, seed: int, timeout: float | None) -> dict:
+def rules_path(d: Path, seed: int) -> Path:
+    """Where the blocking rules ours chose for this size and seed are cached."""
+    return d / f"chosen_rules_{seed}.json"
+
+
+def run_path(
+    path: str, d: Path, seed: int, timeout: float | None, rules_file: Path | None = None
+) -> dict:
+    """One path in its own child process: its figures plus wall seconds and peak RSS."""
     out = d / f".bench-{path}.json"
     started = time.perf_counter()
+    argv = [sys.executable, "-c", _CHILD, str(ROOT), path, str(d), str(seed), str(out)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(ROOT), path, str(d), str(seed), str(out)],
+        [*argv, str(rules_file or "")],
         stdout=sys.stderr,  # Splink's chatter must not mix with the JSON
     )
     timer = threading.Timer(timeout, proc.kill) if timeout else None
@@ -195,6 +236,17 @@ def run_path(path: str, d: Path, seed: int, timeout: float | None) -> dict:
     total = figures["seconds_total"]
     figures["records_per_second"] = round(figures["records"] / total, 1) if total else None
     return figures
+
+
+def ratios(ours: dict, plain: dict) -> dict:
+    """Ours over plain: time (sum of timed steps), peak memory, F1 and comparisons."""
+    cmp_o, cmp_p = ours.get("comparisons"), plain.get("comparisons")
+    return {
+        "seconds": round(ours["seconds_total"] / plain["seconds_total"], 3),
+        "peak_mib": round(ours["peak_mib"] / plain["peak_mib"], 3),
+        "f1": round(ours["quality"]["f1"] / plain["quality"]["f1"], 5),
+        "comparisons": round(cmp_o / cmp_p, 4) if cmp_o and cmp_p else None,
+    }
 
 
 def _row(size: int, path: str, r: dict) -> str:
@@ -217,11 +269,18 @@ def main() -> None:
     p.add_argument("--paths", default="ours,plain")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--timeout", type=float, default=None, help="seconds per path run")
+    p.add_argument(
+        "--plain-rules",
+        choices=("same", "fixed"),
+        default="same",
+        help="plain's blocking rules: ours' choice translated (same) or plain's fixed ones",
+    )
     p.add_argument("--prepare-only", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    paths = [s for s in args.paths.split(",") if s]
+    # ours first: with --plain-rules same, plain takes the rules ours chose
+    paths = sorted({s for s in args.paths.split(",") if s}, key=["ours", "plain"].index)
     results: dict[str, dict] = {}
     for size in sizes:
         d = prepare_data(size, args.seed)
@@ -229,18 +288,33 @@ def main() -> None:
             continue
         res: dict[str, dict] = {}
         for path in paths:
-            res[path] = run_path(path, d, args.seed, args.timeout)
+            rules_file = None
+            if path == "plain" and args.plain_rules == "same":
+                rules_file = rules_path(d, args.seed)
+                if not rules_file.is_file():
+                    res[path] = {"error": "no rules chosen by ours (run ours first)",
+                                 "wall_seconds": 0.0}  # fmt: skip
+                    print(_row(size, path, res[path]), file=sys.stderr)
+                    continue
+            if path == "ours":  # a failed run must not leave an older choice for plain
+                rules_path(d, args.seed).unlink(missing_ok=True)
+            res[path] = run_path(path, d, args.seed, args.timeout, rules_file)
+            if path == "ours" and "prediction_rules" in res[path]:
+                chosen = {"prediction": res[path]["prediction_rules"],
+                          "training": res[path]["training_rules"]}  # fmt: skip
+                rules_path(d, args.seed).write_text(json.dumps(chosen, indent=1))
             print(_row(size, path, res[path]), file=sys.stderr)
         ours, plain = res.get("ours", {}), res.get("plain", {})
         if "quality" in ours and "quality" in plain:
-            res["ratio_ours_over_plain"] = {
-                "seconds": round(ours["seconds_total"] / plain["seconds_total"], 3),
-                "peak_mib": round(ours["peak_mib"] / plain["peak_mib"], 3),
-                "f1": round(ours["quality"]["f1"] / plain["quality"]["f1"], 5),
-            }
+            res["ratio_ours_over_plain"] = ratios(ours, plain)
             print(f"{size:>9} ratio ours/plain {res['ratio_ours_over_plain']}", file=sys.stderr)
         results[str(size)] = res
-    summary = {"seed": args.seed, "machine_cores": os.cpu_count(), "sizes": results}
+    summary = {
+        "seed": args.seed,
+        "machine_cores": os.cpu_count(),
+        "plain_rules": args.plain_rules,
+        "sizes": results,
+    }
     print(json.dumps(summary, default=str) if args.json else json.dumps(summary, indent=2))
 
 
