@@ -72,7 +72,8 @@ def prepare_input(people: pd.DataFrame) -> pd.DataFrame:
             continue
         s = people[col].astype("string").str.strip()
         df[col] = s.mask(s == "", pd.NA)
-    df["sex"] = df["sex"].where(df["sex"].isin(["M", "F"]), pd.NA)
+    sex = df["sex"].str.upper()
+    df["sex"] = sex.where(sex.isin(["M", "F"]), pd.NA)
     df["birth_year"] = df["birth_year_month"].str.slice(0, 4)
     # months since year 0 from the clear year-month: near misses (a month or a year apart)
     year = pd.to_numeric(df["birth_year_month"].str.slice(0, 4), errors="coerce")
