@@ -77,7 +77,12 @@ _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 def load_suite(agency: str, kind: str) -> dict:
     """The committed suite for an agency's extract kind, as its JSON dict (name, expectations,
     meta with version)."""
-    name = f"{agency}_{kind}"
+    return load_named_suite(f"{agency}_{kind}")
+
+
+@cache
+def load_named_suite(name: str) -> dict:
+    """A committed suite by name (`suites/<name>.json`), checked to carry its name and version."""
     path = SUITES_DIR / f"{name}.json"
     suite = json.loads(path.read_text(encoding="utf-8"))
     if suite.get("name") != name or "version" not in suite.get("meta", {}):

@@ -11,7 +11,9 @@ run once with Great Expectations (result_format COMPLETE, the frame indexed by r
 - failed **row** expectations send those rows to `quarantine.rows` with every rule they failed
   and a readable reason naming file, row, rule and (never for tokens or Bloom filters) the value;
 - every other row is typed into `staging.people` / `staging.events`;
-- conservation (rows in = staged + quarantined) is checked, and an `audit.validations` row records
+- conservation (rows in = staged + quarantined = rows read = rows ingest recorded) is itself an
+  expectation (the committed `conservation` suite, run with GX on the batch's counts; a failure
+  rolls the batch back), and an `audit.validations` row records
   suite name and version, outcome, counts and the per-expectation results without any values.
 
 **warning** expectations are recorded only.  Data Docs are built into
@@ -35,7 +37,13 @@ from typing import Any
 
 import pandas as pd
 
-from expectations.checks import DERIVED_COLUMNS, SENSITIVE_COLUMNS, derive, load_suite
+from expectations.checks import (
+    DERIVED_COLUMNS,
+    SENSITIVE_COLUMNS,
+    derive,
+    load_named_suite,
+    load_suite,
+)
 from joinedup import contract, faults
 from joinedup.config import Settings
 from warehouse.db import connect
@@ -138,6 +146,28 @@ def _gx_suite(context: Any, suite_dict: dict) -> Any:
 
     suite = gx.ExpectationSuite(**json.loads(json.dumps(suite_dict)))
     return context.suites.add_or_update(suite)
+
+
+def _check_conservation(context: Any, counts: dict[str, int]) -> dict:
+    """Run the committed `conservation` suite on one row of a batch's counts (GX, so the check
+    is an expectation with its own version and result); returns success, suite@version and the
+    rules that failed."""
+    suite_dict = load_named_suite("conservation")
+    batch = _batch_definition(context, suite_dict["name"]).get_batch(
+        batch_parameters={"dataframe": pd.DataFrame([counts])}
+    )
+    result = batch.validate(_gx_suite(context, suite_dict))
+    failed = [
+        (r.expectation_config.meta or {}).get("rule", r.expectation_config.type)
+        for r in result.results
+        if not r.success
+    ]
+    return {
+        "suite": f"conservation@{suite_dict['meta']['version']}",
+        "success": bool(result.success),
+        "evaluated": len(result.results),
+        "failed": failed,
+    }
 
 
 # ------------------------------------------------------------------ reading a batch
@@ -438,10 +468,20 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
         n_raw = con.execute(
             f"SELECT count(*) FROM raw.{kind} WHERE load_id = ?", [load_id]
         ).fetchone()[0]
-        if not (n_raw == n_rows == n_staged + n_quarantined):
+        conservation = _check_conservation(
+            context,
+            {
+                "rows_in": n_raw,
+                "rows_staged_plus_quarantined": n_staged + n_quarantined,
+                "rows_read": n_rows,
+                "rows_in_load_record": int(load["n_rows"]),
+            },
+        )
+        if not conservation["success"]:
             raise ConservationError(
-                f"{file_name} ({load_id}): rows in {n_raw} (read {n_rows}) != staged {n_staged} "
-                f"+ quarantined {n_quarantined}"
+                f"{file_name} ({load_id}): rows in {n_raw} (read {n_rows}, recorded "
+                f"{load['n_rows']}) != staged {n_staged} + quarantined {n_quarantined} "
+                f"(failed: {', '.join(conservation['failed'])})"
             )
         stats = suite_result.statistics or {}
         statistics = {
@@ -454,6 +494,7 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
             "rows_staged": n_staged,
             "rows_quarantined": n_quarantined,
             "conservation_ok": True,
+            "conservation_expectations": conservation,
             "failed_rules": failed_rules,
             "warnings": warnings,
             "received_columns": received,

@@ -356,6 +356,35 @@ def test_conservation_and_data_docs_hold_no_tokens(settings):
             assert s[:20] not in t
 
 
+def test_conservation_is_an_expectation_that_rolls_a_batch_back(settings, monkeypatch):
+    people = people_rows(5)
+    with connect(settings) as con:
+        add_load(con, "LP", "health", "people", people)
+    real_stage = validate._stage
+
+    def lose_a_row(con, load_id, kind):  # a staging bug that drops one row
+        real_stage(con, load_id, kind)
+        con.execute(f"DELETE FROM staging.{kind} WHERE load_id = ? AND row_number = 1", [load_id])
+
+    monkeypatch.setattr(validate, "_stage", lose_a_row)
+    with pytest.raises(validate.ConservationError, match="every row received is staged"):
+        validate.run(settings)
+    with connect(settings) as con:  # nothing of the batch was committed
+        assert counts(con, "LP") == (0, 0)
+        assert con.execute("SELECT count(*) FROM audit.validations").fetchone()[0] == 0
+    monkeypatch.setattr(validate, "_stage", real_stage)
+    validate.run(settings)  # the fixed code validates the same batch
+    with connect(settings) as con:
+        assert counts(con, "LP") == (5, 0)
+        stats = json.loads(con.execute("SELECT statistics FROM audit.validations").fetchone()[0])
+    assert stats["conservation_expectations"] == {
+        "suite": "conservation@1.0.0",
+        "success": True,
+        "evaluated": 3,
+        "failed": [],
+    }
+
+
 def test_empty_required_fields_and_missing_event_column(settings):
     people = people_rows(2)
     events = [event(p["record_token"]) for p in people]
