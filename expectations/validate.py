@@ -46,7 +46,7 @@ from expectations.checks import (
 )
 from joinedup import contract, faults
 from joinedup.config import Settings
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 DOCS_SUBDIR = Path("validation") / "data_docs"
 SITE_NAME = "joinedup"
@@ -414,8 +414,7 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
     summaries = [_summary(r) for r in suite_result.results]
     n_rows = len(frame)
     now = datetime.now()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con, "validate.before_commit"):
         if critical:
             outcome = "batch_quarantined"
             reasons = [_critical_reason(file_name, kind, received, m, r) for m, r in critical]
@@ -524,11 +523,6 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
                 run_by,
             ],
         )
-        faults.checkpoint("validate.before_commit")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     figures = {
         "load_id": load_id,
         "file": file_name,

@@ -27,11 +27,10 @@ import uuid
 import duckdb
 import pandas as pd
 
-from joinedup import faults
 from joinedup.config import Settings
 from linkage import clustering, evaluate, incremental, model, report, review, truth
 from linkage.errors import LinkageError
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -168,34 +167,29 @@ def write_tables(
     con.register("_history", hist)
     if queue is not None:
         con.register("_queue", queue)
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            "CREATE OR REPLACE TABLE linked.records AS SELECT agency, record_token, child_id, "
-            "load_id, CAST(row_number AS BIGINT) AS row_number, "
-            "CAST(match_probability_max AS DOUBLE) AS match_probability_max FROM _records "
-            "ORDER BY agency, load_id, row_number"
-        )
-        con.execute(
-            "CREATE OR REPLACE TABLE linked.pairs AS SELECT * FROM _pairs "
-            "ORDER BY match_probability DESC, agency_l, record_token_l"
-        )
-        con.execute(children_sql())
-        con.execute(_EVENTS_SQL)
-        con.execute(
-            'INSERT INTO linked.child_id_history (child_id, event, detail, run_id, "at", '
-            "from_child_id, n_records, cause, mode) SELECT child_id, event, detail, run_id, "
-            '"at", from_child_id, n_records, cause, mode FROM _history'
-        )
-        if queue is not None:
-            con.execute("DELETE FROM linked.review_queue")
-            cols = ", ".join(review.QUEUE_COLUMNS)
-            con.execute(f"INSERT INTO linked.review_queue ({cols}) SELECT {cols} FROM _queue")
-        faults.checkpoint("link.before_commit")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con, "link.before_commit"):
+            con.execute(
+                "CREATE OR REPLACE TABLE linked.records AS SELECT agency, record_token, child_id, "
+                "load_id, CAST(row_number AS BIGINT) AS row_number, "
+                "CAST(match_probability_max AS DOUBLE) AS match_probability_max FROM _records "
+                "ORDER BY agency, load_id, row_number"
+            )
+            con.execute(
+                "CREATE OR REPLACE TABLE linked.pairs AS SELECT * FROM _pairs "
+                "ORDER BY match_probability DESC, agency_l, record_token_l"
+            )
+            con.execute(children_sql())
+            con.execute(_EVENTS_SQL)
+            con.execute(
+                'INSERT INTO linked.child_id_history (child_id, event, detail, run_id, "at", '
+                "from_child_id, n_records, cause, mode) SELECT child_id, event, detail, run_id, "
+                '"at", from_child_id, n_records, cause, mode FROM _history'
+            )
+            if queue is not None:
+                con.execute("DELETE FROM linked.review_queue")
+                cols = ", ".join(review.QUEUE_COLUMNS)
+                con.execute(f"INSERT INTO linked.review_queue ({cols}) SELECT {cols} FROM _queue")
     finally:
         for name in ("_records", "_pairs", "_history", "_queue"):
             try:

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from joinedup import contract, faults
+from joinedup import contract
 from joinedup.config import Settings
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 LABEL_MONTHS = 12
 WINDOWS = (3, 6, 12, 24)
@@ -259,17 +259,12 @@ def build(con, dates: list[date], labelled: list[bool], table: str = "features.c
 
     cal = pd.DataFrame({"as_of": pd.to_datetime(dates).date, "labelled": labelled})
     con.register("as_of_dates_df", cal)
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE as_of_dates AS SELECT CAST(as_of AS DATE) AS as_of, labelled FROM as_of_dates_df"
-        )
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {_feature_sql()}")
-        faults.checkpoint("features.before_commit")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con, "features.before_commit"):
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE as_of_dates AS SELECT CAST(as_of AS DATE) AS as_of, labelled FROM as_of_dates_df"
+            )
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {_feature_sql()}")
     finally:
         con.unregister("as_of_dates_df")
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from joinedup import contract, faults
+from joinedup import contract
 from joinedup.config import Settings
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 #: (label, min age, max age exclusive), age in whole years at the extract date / outcome date
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
@@ -199,19 +199,14 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
     ]
     with connect(settings) as con:
         con.register("forecast_df", cells)
-        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(
-                "CREATE OR REPLACE TABLE scores.forecast AS SELECT level, ward_code, ward_name, "
-                "age_band, expected, lower, upper, observed_last_12m::INTEGER AS "
-                "observed_last_12m, suppressed, expected_cost, CAST(as_of AS DATE) AS as_of, "
-                "model_version FROM forecast_df"
-            )
-            faults.checkpoint("forecast.before_commit")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+            with transaction(con, "forecast.before_commit"):
+                con.execute(
+                    "CREATE OR REPLACE TABLE scores.forecast AS SELECT level, ward_code, ward_name, "
+                    "age_band, expected, lower, upper, observed_last_12m::INTEGER AS "
+                    "observed_last_12m, suppressed, expected_cost, CAST(as_of AS DATE) AS as_of, "
+                    "model_version FROM forecast_df"
+                )
         finally:
             con.unregister("forecast_df")
 

@@ -22,11 +22,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from joinedup import faults
 from joinedup.config import Settings
 from models.features import EVENT_GROUPS, MONTHS_SINCE_CAP, WINDOWS, feature_columns
 from models.train import load_current
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 TOP_REASONS = 3
 #: contributions smaller than this (log-odds) are not worth stating
@@ -237,18 +236,13 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
             }
         )
         con.register("scores_df", out)
-        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(
-                "CREATE OR REPLACE TABLE scores.current AS SELECT child_id, CAST(as_of AS DATE) "
-                "AS as_of, score, rank::INTEGER AS rank, model_version, CAST(reasons AS JSON) "
-                "AS reasons FROM scores_df ORDER BY rank"
-            )
-            faults.checkpoint("score.before_commit")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+            with transaction(con, "score.before_commit"):
+                con.execute(
+                    "CREATE OR REPLACE TABLE scores.current AS SELECT child_id, CAST(as_of AS DATE) "
+                    "AS as_of, score, rank::INTEGER AS rank, model_version, CAST(reasons AS JSON) "
+                    "AS reasons FROM scores_df ORDER BY rank"
+                )
         finally:
             con.unregister("scores_df")
     return {

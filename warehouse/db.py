@@ -14,7 +14,26 @@ from pathlib import Path
 
 import duckdb
 
+from joinedup import faults
 from joinedup.config import Settings
+
+
+@contextmanager
+def transaction(
+    con: duckdb.DuckDBPyConnection, checkpoint: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`with transaction(con):` -- one DuckDB transaction: COMMIT when the block ends, ROLLBACK
+    and re-raise on an error.  `checkpoint` names the kill point just before COMMIT
+    (`joinedup.faults`), where an interrupted write is most likely to leave half a state."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        if checkpoint:
+            faults.checkpoint(checkpoint)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -40,16 +59,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     for version, name, sql in _migrations():
         if version in done:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(sql)
             con.execute(
                 "INSERT INTO main.schema_migrations (version, name) VALUES (?, ?)", [version, name]
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         applied.append(name)
     return applied
 

@@ -33,7 +33,7 @@ import pyarrow.csv as pacsv
 from joinedup import contract, faults
 from joinedup.config import Settings
 from warehouse import plaintext
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 _CHUNK = 1 << 20
 
@@ -227,8 +227,7 @@ def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_h
         "row_number", pa.array(range(1, n + 1), type=pa.int64())
     )
     select = ", ".join(f'"{c}"' if c in present else f"NULL AS {c}" for c in expected)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con, "ingest.before_commit"):
         con.execute(
             "INSERT INTO raw.loads (load_id, agency, kind, file_name, file_hash, n_rows, header, "
             "extract_date, status, reason, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL, ?)",
@@ -255,11 +254,6 @@ def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_h
             # keep the file as received: validation will quarantine the batch, and columns the
             # contract does not know are not in the raw tables
             _quarantine_copy(settings, path, file_hash)
-        faults.checkpoint("ingest.before_commit")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return {
         "file": path.name,
         "load_id": load_id,
@@ -281,18 +275,13 @@ def load_reference(con: duckdb.DuckDBPyConnection, settings: Settings) -> int | 
     path = settings.reference_dir / "areas.csv"
     if not path.exists():
         return None
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM reference.areas")
         con.execute(
             "INSERT INTO reference.areas SELECT postcode_sector, ward_code, ward_name, "
             "CAST(imd_decile AS INTEGER) FROM read_csv(?, header=true, all_varchar=true)",
             [str(path)],
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return con.execute("SELECT count(*) FROM reference.areas").fetchone()[0]
 
 
