@@ -400,18 +400,34 @@ def choose_training_rules(sdf: Any, n_records: int) -> dict[str, Any]:
     return {"budget": budget, "rules": out}
 
 
-def settings(rules: Sequence[str] | None = None) -> SettingsCreator:
-    """Splink settings with the given prediction rules (default: `prediction_rules()`)."""
+def splink_settings(comparison_specs: Sequence[Any], rules: Sequence[Any]) -> SettingsCreator:
+    """The Splink settings both linkage paths share (dedupe of `unique_id`, no retained
+    columns, EM limits); `linkage.plain` passes its plaintext comparisons and rules."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=comparisons(),
-        blocking_rules_to_generate_predictions=list(rules or prediction_rules()),
+        comparisons=list(comparison_specs),
+        blocking_rules_to_generate_predictions=list(rules),
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
         max_iterations=20,
         em_convergence=0.001,
     )
+
+
+def settings(rules: Sequence[str] | None = None) -> SettingsCreator:
+    """Splink settings with the given prediction rules (default: `prediction_rules()`)."""
+    return splink_settings(comparisons(), rules or prediction_rules())
+
+
+def training_step(skipped: list[str], name: str, func: Any, *args: Any, **kwargs: Any) -> None:
+    """Run one Splink training step; a step that cannot run on the data (too few records or
+    pairs) is logged and appended to `skipped`, never fatal."""
+    try:
+        func(*args, **kwargs)
+    except Exception as exc:  # a skipped step is reported, not fatal
+        log.warning("linkage training step %s skipped: %s", name, type(exc).__name__)
+        skipped.append(name)
 
 
 #: the blocking analysis of each linker `build_linker` made (read by `train` and the report)
@@ -476,12 +492,8 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     Splink's defaults."""
     skipped: list[str] = []
 
-    def step(name: str, func, *args, **kwargs) -> None:
-        try:
-            func(*args, **kwargs)
-        except Exception as exc:  # a skipped step is reported, not fatal
-            log.warning("linkage training step %s skipped: %s", name, type(exc).__name__)
-            skipped.append(name)
+    def step(name: str, func: Any, *args: Any, **kwargs: Any) -> None:
+        training_step(skipped, name, func, *args, **kwargs)
 
     t = linker.training
     step(

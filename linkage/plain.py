@@ -234,16 +234,7 @@ def training_rules() -> list[tuple[str, Any]]:
 
 def settings(rules: Sequence[Any] | None = None) -> SettingsCreator:
     """Splink settings with the given prediction rules (default: `prediction_rules()`)."""
-    return SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name="unique_id",
-        comparisons=comparisons(),
-        blocking_rules_to_generate_predictions=list(rules or prediction_rules()),
-        retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
-        max_iterations=20,
-        em_convergence=0.001,
-    )
+    return model.splink_settings(comparisons(), rules or prediction_rules())
 
 
 def train(
@@ -259,11 +250,7 @@ def train(
     skipped: list[str] = []
 
     def step(name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        try:
-            func(*args, **kwargs)
-        except Exception as exc:
-            log.warning("plain training step %s skipped: %s", name, type(exc).__name__)
-            skipped.append(name)
+        model.training_step(skipped, name, func, *args, **kwargs)
 
     t = linker.training
     step(
