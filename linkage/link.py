@@ -138,6 +138,8 @@ FROM staging.current_events e LEFT JOIN linked.records r USING (agency, record_t
 ORDER BY e.agency, e.load_id, e.row_number
 """
 
+#: the tables the link stage writes and checks with their committed suites
+LINKED_TABLES = ["linked.records", "linked.children", "linked.events"]
 HISTORY_COLUMNS = ["child_id", "event", "detail", "from_child_id", "n_records", "cause"]
 
 
@@ -149,9 +151,14 @@ def write_tables(
     run_id: str,
     queue: pd.DataFrame | None = None,
     mode: str = "full",
-) -> None:
+    settings: Settings | None = None,
+) -> dict:
     """Replace the linked tables (and the review queue, if given) and append id history, in
-    one transaction."""
+    one transaction.  With `settings`, the linked_records / linked_children / linked_events
+    suites run before COMMIT (a critical failure rolls everything back and raises
+    `DownstreamCheckFailed`); returns their outcomes."""
+    from expectations.downstream import checked_transaction
+
     if isinstance(history, pd.DataFrame):
         hist = history.reindex(columns=HISTORY_COLUMNS)
     else:
@@ -167,8 +174,14 @@ def write_tables(
     con.register("_history", hist)
     if queue is not None:
         con.register("_queue", queue)
+    checks: dict = {}
+    guard = (
+        checked_transaction(con, settings, LINKED_TABLES, "link.before_commit")
+        if settings is not None
+        else transaction(con, "link.before_commit")
+    )
     try:
-        with transaction(con, "link.before_commit"):
+        with guard as outcome:
             con.execute(
                 "CREATE OR REPLACE TABLE linked.records AS SELECT agency, record_token, child_id, "
                 "load_id, CAST(row_number AS BIGINT) AS row_number, "
@@ -190,12 +203,15 @@ def write_tables(
                 con.execute("DELETE FROM linked.review_queue")
                 cols = ", ".join(review.QUEUE_COLUMNS)
                 con.execute(f"INSERT INTO linked.review_queue ({cols}) SELECT {cols} FROM _queue")
+        if settings is not None:
+            checks = outcome
     finally:
         for name in ("_records", "_pairs", "_history", "_queue"):
             try:
                 con.unregister(name)
             except Exception:  # not registered (no queue)
                 pass
+    return checks
 
 
 # ---- id history ------------------------------------------------------------------------------
@@ -546,7 +562,9 @@ def run(settings: Settings, **options: object) -> dict:
         steps["cluster"] = round(time.perf_counter() - t, 2)
 
         t = time.perf_counter()
-        write_tables(con, records, _pairs_table(all_pairs), history, run_id, queue, mode)
+        checks = write_tables(
+            con, records, _pairs_table(all_pairs), history, run_id, queue, mode, settings=settings
+        )
         n_events = con.execute("SELECT count(*) FROM linked.events").fetchall()[0][0]
         n_orphans = con.execute(
             "SELECT count(*) FROM linked.events WHERE child_id IS NULL"
@@ -572,6 +590,7 @@ def run(settings: Settings, **options: object) -> dict:
             "id_history": {str(k): int(v) for k, v in events.items()},
             "events": int(n_events),
             "events_without_child": int(n_orphans),
+            "checks": checks,
             **extra,
             **model_figures,
             "review": review.figures(decisions, all_pairs, child_of, threshold, queue),

@@ -253,16 +253,32 @@ def _feature_sql() -> str:
     """
 
 
-def build(con, dates: list[date], labelled: list[bool], table: str = "features.child_month") -> int:
-    """(Re)build `table` for the given as-of dates inside one transaction; returns its row count."""
+def build(
+    con,
+    dates: list[date],
+    labelled: list[bool],
+    table: str = "features.child_month",
+    settings: Settings | None = None,
+) -> int:
+    """(Re)build `table` for the given as-of dates inside one transaction; returns its row count.
+    With `settings`, the `features` suite runs before COMMIT (a critical failure rolls the rebuild
+    back and raises `DownstreamCheckFailed`; the outcome is in audit.validations)."""
     import pandas as pd
+
+    from expectations.downstream import checked_transaction
 
     cal = pd.DataFrame({"as_of": pd.to_datetime(dates).date, "labelled": labelled})
     con.register("as_of_dates_df", cal)
     try:
-        with transaction(con, "features.before_commit"):
+        guard = (
+            checked_transaction(con, settings, [table], "features.before_commit")
+            if settings is not None
+            else transaction(con, "features.before_commit")
+        )
+        with guard:
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE as_of_dates AS SELECT CAST(as_of AS DATE) AS as_of, labelled FROM as_of_dates_df"
+                "CREATE OR REPLACE TEMP TABLE as_of_dates AS SELECT CAST(as_of AS DATE) AS as_of, "
+                "labelled FROM as_of_dates_df"
             )
             con.execute(f"CREATE OR REPLACE TABLE {table} AS {_feature_sql()}")
     finally:
@@ -275,7 +291,10 @@ def run(settings: Settings, n_train_months: int = LABELLED_MONTHS, **_: object) 
     t0 = time.perf_counter()
     train, score_date = as_of_dates(settings, n_train_months)
     with connect(settings) as con:
-        n = build(con, train + [score_date], [True] * len(train) + [False])
+        n = build(con, train + [score_date], [True] * len(train) + [False], settings=settings)
+        from expectations.downstream import latest_check
+
+        checks = latest_check(con, "features.child_month")
         no_birth = con.execute(
             "SELECT count(*) FROM linked.children "
             "WHERE TRY_CAST(birth_year_month || '-01' AS DATE) IS NULL"
@@ -298,5 +317,6 @@ def run(settings: Settings, n_train_months: int = LABELLED_MONTHS, **_: object) 
         "scoring_rows": int(
             sum(r[1] for r in per if r[2] is None and str(r[0]) == str(score_date))
         ),
+        "checks": checks,
         "seconds": round(time.perf_counter() - t0, 2),
     }

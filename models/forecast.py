@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from expectations.downstream import checked_transaction
 from joinedup import contract
 from joinedup.config import Settings
-from warehouse.db import connect, transaction
+from warehouse.db import connect
 
 #: (label, min age, max age exclusive), age in whole years at the extract date / outcome date
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
@@ -200,7 +201,9 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
     with connect(settings) as con:
         con.register("forecast_df", cells)
         try:
-            with transaction(con, "forecast.before_commit"):
+            with checked_transaction(
+                con, settings, ["scores.forecast"], "forecast.before_commit"
+            ) as checks:
                 con.execute(
                     "CREATE OR REPLACE TABLE scores.forecast AS SELECT level, ward_code, ward_name, "
                     "age_band, expected, lower, upper, observed_last_12m::INTEGER AS "
@@ -238,5 +241,6 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
         "expected_cost_illustrative": _f(total["expected_cost"]),
         "cells": int(len(cells)),
         "cells_suppressed": int(cells["suppressed"].sum()),
+        "checks": checks,
         "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -22,10 +22,11 @@ import time
 import numpy as np
 import pandas as pd
 
+from expectations.downstream import checked_transaction
 from joinedup.config import Settings
 from models.features import EVENT_GROUPS, MONTHS_SINCE_CAP, WINDOWS, feature_columns
 from models.train import load_current
-from warehouse.db import connect, transaction
+from warehouse.db import connect
 
 TOP_REASONS = 3
 #: contributions smaller than this (log-odds) are not worth stating
@@ -214,7 +215,8 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
         features = bundle["features"]
         as_of = pd.Timestamp(settings.extract_date).date()
         rows = con.execute(
-            f"SELECT child_id, as_of, {', '.join(features)} FROM features.child_month "
+            f"SELECT child_id, as_of, source_loads, built_at, {', '.join(features)} "
+            "FROM features.child_month "
             "WHERE as_of = ? ORDER BY child_id",
             [as_of],
         ).df()
@@ -233,15 +235,19 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
                 "rank": rank,
                 "model_version": meta["version"],
                 "reasons": reasons,
+                "source_loads": rows["source_loads"],
+                "features_built_at": rows["built_at"],
             }
         )
         con.register("scores_df", out)
         try:
-            with transaction(con, "score.before_commit"):
+            with checked_transaction(
+                con, settings, ["scores.current"], "score.before_commit"
+            ) as checks:
                 con.execute(
                     "CREATE OR REPLACE TABLE scores.current AS SELECT child_id, CAST(as_of AS DATE) "
                     "AS as_of, score, rank::INTEGER AS rank, model_version, CAST(reasons AS JSON) "
-                    "AS reasons FROM scores_df ORDER BY rank"
+                    "AS reasons, source_loads, features_built_at FROM scores_df ORDER BY rank"
                 )
         finally:
             con.unregister("scores_df")
@@ -253,5 +259,6 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
         "top_capacity_mean_score": round(
             float(np.sort(score)[::-1][: settings.capacity_per_month].mean()), 4
         ),
+        "checks": checks,
         "seconds": round(time.perf_counter() - t0, 2),
     }

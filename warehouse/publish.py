@@ -71,9 +71,12 @@ def run(settings: Settings) -> dict:
     }
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
     (settings.outputs_dir / "published.json").write_text(json.dumps(manifest, indent=2))
+    from expectations.downstream import build_docs
+
     return {
         "path": str(target),
         "tables": len(counts),
         "rows": sum(counts.values()),
+        "data_docs": build_docs(settings),
         "seconds": round(time.perf_counter() - started, 3),
     }
