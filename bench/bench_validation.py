@@ -5,7 +5,12 @@ Makes a synthetic county of N children and pseudonymises it (untimed), then runs
 the per-batch split that `audit.validations` records (reading and deriving check columns vs the
 GX run itself).  Prints a table and, with --json, one JSON object.
 
-    .venv/bin/python bench/bench_validation.py --children 20000
+    .venv/bin/python bench/bench_validation.py --children 20000 [--downstream]
+
+With --downstream it also runs `link` and `features` and reports what the derived-table suites
+(expectations/downstream.py, run inside those stages before COMMIT) cost per 100,000 rows of
+each table (seconds as recorded in audit.validations: reading the table with the derived check
+columns, the GX run, and the first call's GX context start-up).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ def main() -> None:
     p.add_argument("--children", type=int, default=20000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--downstream", action="store_true", help="also link + features and their checks"
+    )
     args = p.parse_args()
     home = Path(tempfile.mkdtemp(prefix="joinedup-bench-validation-"))
     for name, opts in (("synth", {"children": args.children, "seed": args.seed}),
@@ -42,7 +50,15 @@ def main() -> None:
         run_one(name, home, opts)
     ingest = run_one("ingest", home, {})
     validate = run_one("validate", home, {})
+    stages = {}
+    if args.downstream:
+        for name in ("link", "features"):
+            stages[name] = run_one(name, home, {})
     with connect(Settings.from_env(home), read_only=True) as con:
+        derived = con.execute(
+            "SELECT target, n_rows, CAST(statistics->>'seconds' AS DOUBLE), outcome "
+            "FROM audit.validations WHERE load_id IS NULL ORDER BY validated_at"
+        ).fetchall()
         rows = con.execute(
             "SELECT l.kind, sum(v.n_rows), sum(CAST(v.statistics->>'seconds_gx' AS DOUBLE)), "
             "sum(CAST(v.statistics->>'seconds_read_and_derive' AS DOUBLE)), "
@@ -78,6 +94,18 @@ def main() -> None:
             "rows_quarantined": validate["figures"]["rows_quarantined"],
         },
         "by_kind": by_kind,
+        "derived_tables": {
+            t: {
+                "rows": int(n),
+                "seconds": sec,
+                "seconds_per_100k": _per_100k(sec, int(n)),
+                "outcome": o,
+            }
+            for t, n, sec, o in derived
+        },  # fmt: skip
+        "stages": {
+            k: {"seconds": v["seconds"], "peak_mib": v["peak_mib"]} for k, v in stages.items()
+        },
         "home": str(home),
     }
     for kind, k in by_kind.items():
@@ -86,6 +114,9 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
     print(f"ingest {ingest['seconds']} s, validate {validate['seconds']} s (process, incl. "
           f"start-up and Data Docs) for {total_rows:,} rows", file=sys.stderr)  # fmt: skip
+    for t, n, sec, o in derived:
+        print(f"{t:>22}: {n:>9,} rows  check {sec:6.2f} s ({_per_100k(sec, int(n))} s/100k) {o}",
+              file=sys.stderr)  # fmt: skip
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
 
 
