@@ -94,11 +94,10 @@ def _count(con: Any, sql: str, params: list | None = None) -> int:
 # ------------------------------------------------------------------ linked.records
 def _records_frame(con: Any, settings: Settings) -> pd.DataFrame:
     return con.execute(
-        "SELECT agency, record_token, child_id, match_probability_max, "
-        "(load_id IS NOT NULL AND row_number IS NOT NULL "
-        " AND EXISTS (SELECT 1 FROM staging.people p WHERE p.load_id = r.load_id "
-        "             AND p.row_number = r.row_number)) AS traced_to_staged_row "
-        "FROM linked.records r"
+        "SELECT r.agency, r.record_token, r.child_id, r.match_probability_max, "
+        "(p.load_id IS NOT NULL) AS traced_to_staged_row "
+        "FROM linked.records r LEFT JOIN staging.people p "
+        "ON p.load_id = r.load_id AND p.row_number = r.row_number"
     ).df()
 
 
@@ -342,7 +341,9 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
     previous = _previous_baseline(con, table)
     frame = target.frame(con, settings)
     parameters = target.parameters(con, settings, previous)
+    opened = time.perf_counter()
     context = _context(settings)
+    startup = time.perf_counter() - opened
     batch = _batch_definition(context, suite_dict["name"]).get_batch(
         batch_parameters={"dataframe": frame}
     )
@@ -384,7 +385,9 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
             "parameters": {k: v for k, v in parameters.items() if not isinstance(v, dict)},
             "baseline_from_previous_run": previous is not None,
             "baseline": target.baseline(frame),
-            "seconds": round(time.perf_counter() - started, 3),
+            # the check itself, and GX's import + context start-up (first check in a process)
+            "seconds": round(time.perf_counter() - started - startup, 3),
+            "seconds_gx_startup": round(startup, 3),
         },
         "results": summaries,
         "run_by": run_by
