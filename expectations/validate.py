@@ -20,8 +20,9 @@ run once with Great Expectations (result_format COMPLETE, the frame indexed by r
 `settings.outputs_dir / "validation" / "data_docs"` from results scrubbed of every unexpected
 value (the GX file context lives under `settings.home / "gx"`).  Re-running validates nothing new.
 
-Owns: `run`, `validation_context`, `DOCS_SUBDIR`.  Imports `joinedup`, `warehouse.db` and
-`expectations.checks`; Great Expectations is imported inside functions.
+Owns: `run`, `validation_context`, `DOCS_SUBDIR`; `_evaluate`, `_conserve` and `_stage` are
+reused by `warehouse.release` (re-releasing quarantined rows).  Imports `joinedup`,
+`warehouse.db` and `expectations.checks`; Great Expectations is imported inside functions.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -355,7 +357,26 @@ def _raised(result: Any) -> bool:
 
 
 # ------------------------------------------------------------------ one batch
-def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dict, Any]:
+@dataclass
+class BatchCheck:
+    """One batch run through the current committed suite, nothing written yet (validate, and
+    `warehouse.release` when it re-validates quarantined rows)."""
+
+    suite: dict
+    version: str
+    received: list[str]
+    checked: pd.DataFrame  # the batch as received plus the derived check columns
+    result: Any  # the GX suite validation result (result_format COMPLETE)
+    critical: list[tuple[dict, Any]]
+    row_failures: list[tuple[dict, str, list]]
+    warnings: list[str]
+    people_load: str | None
+    read_seconds: float
+    gx_seconds: float
+
+
+def _evaluate(con: Any, context: Any, load: dict) -> BatchCheck:
+    """Read the load's batch, derive the check columns and run its suite with GX (no writes)."""
     started = time.perf_counter()
     load_id, agency, kind = load["load_id"], load["agency"], load["kind"]
     file_name = load["file_name"]
@@ -410,9 +431,55 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
             row_failures.append((meta, _tag(config), index))
     if crashed and not critical:
         raise ValidationCrash(f"{file_name} ({load_id}): expectations raised: {', '.join(crashed)}")
+    return BatchCheck(
+        suite_dict, version, received, checked, suite_result, critical, row_failures, warnings,
+        people_load, read_seconds, gx_seconds,
+    )  # fmt: skip
+
+
+def _conserve(con: Any, context: Any, load: dict, n_read: int) -> dict:
+    """Count the load's rows in raw, staging and quarantine and run the `conservation` suite on
+    them: raises ConservationError (the caller's transaction rolls back) when they do not add up."""
+    load_id, kind, file_name = load["load_id"], load["kind"], load["file_name"]
+    n_staged = con.execute(
+        f"SELECT count(*) FROM staging.{kind} WHERE load_id = ?", [load_id]
+    ).fetchone()[0]
+    n_quarantined = con.execute(
+        "SELECT count(*) FROM quarantine.rows WHERE load_id = ?", [load_id]
+    ).fetchone()[0]
+    n_raw = con.execute(f"SELECT count(*) FROM raw.{kind} WHERE load_id = ?", [load_id]).fetchone()[
+        0
+    ]
+    conservation = _check_conservation(
+        context,
+        {
+            "rows_in": n_raw,
+            "rows_staged_plus_quarantined": n_staged + n_quarantined,
+            "rows_read": n_read,
+            "rows_in_load_record": int(load["n_rows"]),
+        },
+    )
+    if not conservation["success"]:
+        raise ConservationError(
+            f"{file_name} ({load_id}): rows in {n_raw} (read {n_read}, recorded "
+            f"{load['n_rows']}) != staged {n_staged} + quarantined {n_quarantined} "
+            f"(failed: {', '.join(conservation['failed'])})"
+        )
+    return {"rows_in": n_raw, "staged": n_staged, "quarantined": n_quarantined, **conservation}
+
+
+def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dict, Any]:
+    started = time.perf_counter()
+    load_id, agency, kind = load["load_id"], load["agency"], load["kind"]
+    file_name = load["file_name"]
+    check = _evaluate(con, context, load)
+    suite_dict, version, received = check.suite, check.version, check.received
+    checked, suite_result, critical = check.checked, check.result, check.critical
+    row_failures, warnings, people_load = check.row_failures, check.warnings, check.people_load
+    read_seconds, gx_seconds = check.read_seconds, check.gx_seconds
 
     summaries = [_summary(r) for r in suite_result.results]
-    n_rows = len(frame)
+    n_rows = len(checked)
     now = datetime.now()
     with transaction(con, "validate.before_commit"):
         if critical:
@@ -458,30 +525,10 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
             elif warnings:
                 outcome = "warnings"
             _stage(con, load_id, kind)
-        n_staged = con.execute(
-            f"SELECT count(*) FROM staging.{kind} WHERE load_id = ?", [load_id]
-        ).fetchone()[0]
-        n_quarantined = con.execute(
-            "SELECT count(*) FROM quarantine.rows WHERE load_id = ?", [load_id]
-        ).fetchone()[0]
-        n_raw = con.execute(
-            f"SELECT count(*) FROM raw.{kind} WHERE load_id = ?", [load_id]
-        ).fetchone()[0]
-        conservation = _check_conservation(
-            context,
-            {
-                "rows_in": n_raw,
-                "rows_staged_plus_quarantined": n_staged + n_quarantined,
-                "rows_read": n_rows,
-                "rows_in_load_record": int(load["n_rows"]),
-            },
-        )
-        if not conservation["success"]:
-            raise ConservationError(
-                f"{file_name} ({load_id}): rows in {n_raw} (read {n_rows}, recorded "
-                f"{load['n_rows']}) != staged {n_staged} + quarantined {n_quarantined} "
-                f"(failed: {', '.join(conservation['failed'])})"
-            )
+        counted = _conserve(con, context, load, n_rows)
+        n_raw, n_staged = counted["rows_in"], counted["staged"]
+        n_quarantined = counted["quarantined"]
+        conservation = {k: counted[k] for k in ("suite", "success", "evaluated", "failed")}
         stats = suite_result.statistics or {}
         statistics = {
             "evaluated_expectations": stats.get("evaluated_expectations"),
@@ -544,8 +591,9 @@ def _ingest_copy(load: dict) -> str | None:
     return str(path) if path and Path(path).exists() else None
 
 
-def _stage(con: Any, load_id: str, kind: str) -> None:
-    """Type every raw row of the load that is not quarantined into staging."""
+def _stage(con: Any, load_id: str, kind: str, skip_staged: bool = False) -> None:
+    """Type every raw row of the load that is not quarantined into staging (`skip_staged`: and
+    not staged already, for `warehouse.release`)."""
     cols = contract.columns_for(kind)
     typed = []
     for c in cols:
@@ -559,7 +607,14 @@ def _stage(con: Any, load_id: str, kind: str) -> None:
         f"INSERT INTO staging.{kind} (load_id, row_number, {', '.join(cols)}) "
         f"SELECT r.load_id, r.row_number, {', '.join(typed)} FROM raw.{kind} r "
         f"WHERE r.load_id = ? AND NOT EXISTS (SELECT 1 FROM quarantine.rows q "
-        f"WHERE q.load_id = r.load_id AND q.row_number = r.row_number) ORDER BY r.row_number",
+        f"WHERE q.load_id = r.load_id AND q.row_number = r.row_number) "
+        + (
+            f"AND NOT EXISTS (SELECT 1 FROM staging.{kind} s WHERE s.load_id = r.load_id "
+            "AND s.row_number = r.row_number) "
+            if skip_staged
+            else ""
+        )
+        + "ORDER BY r.row_number",
         [load_id],
     )
 
