@@ -55,7 +55,98 @@ def _parser() -> argparse.ArgumentParser:
     from linkage import commands as linkage_commands
 
     linkage_commands.register(sub)
+    _models_parser(sub)
+    _quarantine_parser(sub)
     return p
+
+
+def _thresholds(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected two numbers a,b (got {text!r})") from exc
+    return a, b
+
+
+def _models_sensitivity(args: argparse.Namespace, settings: Settings) -> dict:
+    from models import sensitivity
+
+    thresholds = args.thresholds or sensitivity.DEFAULT_THRESHOLDS
+    return sensitivity.run(
+        settings, thresholds=thresholds, months=args.months, version=args.version
+    )
+
+
+def _models_parser(sub) -> None:
+    """`joinedup models ...`: each subcommand sets `handler(args, settings) -> dict`; add more
+    subcommands to `models_sub` (heavy imports inside the handlers)."""
+    m = sub.add_parser("models", help="risk model tools (registry, sensitivity to linkage)")
+    models_sub = m.add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND")
+    s = models_sub.add_parser(
+        "sensitivity",
+        help="re-link a copy of the warehouse at two thresholds, score with the current model, "
+        "compare the top k (writes outputs/linkage_sensitivity.json)",
+    )
+    s.add_argument(
+        "--thresholds", type=_thresholds, help="two linkage thresholds a,b (default 0.8,0.99)"
+    )
+    s.add_argument(
+        "--months",
+        choices=("test", "scoring"),
+        default="test",
+        help="as-of months to score: the model's test months and the scoring date (default), "
+        "or the scoring date only",
+    )
+    s.add_argument(
+        "--version", help="a registered model version, even unpromoted (default: the current)"
+    )
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.set_defaults(handler=_models_sensitivity)
+    from models import commands as models_commands
+
+    models_commands.register(models_sub)  # list, show, card
+
+
+def _quarantine_list(args: argparse.Namespace, settings: Settings) -> dict:
+    from warehouse import release
+
+    return release.list_quarantine(settings, load_id=args.load, rule=args.rule)
+
+
+def _quarantine_release(args: argparse.Namespace, settings: Settings) -> dict:
+    from warehouse import release
+
+    rows = release.parse_rows(args.rows) if args.rows else None
+    return release.release(
+        settings, args.load, rule=args.rule, rows=rows, force=args.force, reason=args.reason,
+        released_by=args.by,
+    )  # fmt: skip
+
+
+def _quarantine_parser(sub) -> None:
+    """`joinedup quarantine list | release` (logic in `warehouse.release`, docs/validation.md)."""
+    q = sub.add_parser("quarantine", help="quarantined rows and batches: list, re-release")
+    qsub = q.add_subparsers(dest="quarantine_command", required=True, metavar="QUARANTINE_COMMAND")
+    s = qsub.add_parser("list", help="quarantined rows by load and rule (counts, never values)")
+    s.add_argument("--load", help="one load id")
+    s.add_argument("--rule", help="rule tags containing TEXT, e.g. record_token_in_people")
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.set_defaults(handler=_quarantine_list)
+    s = qsub.add_parser(
+        "release",
+        help="after a fix: re-validate a load's quarantined rows with the current suite and "
+        "stage those that pass (or --force with --reason)",
+    )
+    s.add_argument("--load", required=True, help="load id (from `quarantine list`)")
+    s.add_argument("--rule", help="only rows quarantined for a rule tag containing TEXT")
+    s.add_argument("--rows", help="only these row numbers of the file, e.g. 3,4,10-12")
+    s.add_argument(
+        "--force", action="store_true", help="release without re-validation (needs --reason)"
+    )
+    s.add_argument("--reason", help="why (mandatory with --force; never a child's data)")
+    s.add_argument("--by", help="who releases (default: $USER)")
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.set_defaults(handler=_quarantine_release)
 
 
 def _stage(name: str, settings: Settings, **options) -> dict:
@@ -97,6 +188,7 @@ def outputs(settings: Settings) -> dict:
         "linkage_report": str(o / "linkage" / "report.html"),
         "data_docs": str(o / "validation" / "data_docs" / "index.html"),
         "model_metrics": str(o / "risk_model_metrics.json"),
+        "model_card": str(o / "model_card.html"),
         "forecast": str(o / "forecast.json"),
         "quarantine": str(settings.quarantine_dir),
     }
@@ -147,6 +239,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
         return figures
     if cmd == "status":
         return status(settings)
+    if cmd in ("models", "quarantine"):
+        return args.handler(args, settings)
     if cmd == "linkage":
         from linkage import commands as linkage_commands
 
@@ -175,6 +269,8 @@ def headline(figures: dict) -> dict:
         "linkage_f1": truth.get("f1"),
         "twin_false_merges": truth.get("twin_false_merges"),
         "model_version": train.get("version"),
+        "model_promoted": train.get("promoted"),
+        "model_gate_reasons": "; ".join(train.get("gate_reasons") or []) or None,
         "model_test_auc": train.get("test_roc_auc"),
         "oracle_test_auc": train.get("test_oracle_roc_auc"),
         "model_brier": train.get("test_brier"),

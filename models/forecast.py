@@ -24,7 +24,7 @@ from scipy import sparse
 from expectations.downstream import checked_transaction
 from joinedup import contract
 from joinedup.config import Settings
-from warehouse.db import connect
+from warehouse.db import connect, transaction
 
 #: (label, min age, max age exclusive), age in whole years at the extract date / outcome date
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
@@ -82,6 +82,30 @@ def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
     return pd.Series(flag, index=cells.index)
 
 
+#: scores.forecast's columns, for the empty table left when the forecast is withheld
+FORECAST_SCHEMA = (
+    "level VARCHAR, ward_code VARCHAR, ward_name VARCHAR, age_band VARCHAR, expected DOUBLE, "
+    "lower DOUBLE, upper DOUBLE, observed_last_12m INTEGER, suppressed BOOLEAN, "
+    "expected_cost DOUBLE, as_of DATE, model_version VARCHAR"
+)
+
+
+def _withhold(settings: Settings, con, t0: float) -> dict:
+    """No scores were published (no model passed the deployment gate, or score has not run):
+    the forecast, built from the scores, is withheld too; the table is emptied and the reason
+    written to forecast.json."""
+    reason = (
+        "scores.current is empty: no model has passed the deployment gate (see `joinedup models "
+        "show`), or the score stage has not run; the forecast is built from the scores"
+    )
+    with transaction(con, "forecast.before_commit"):
+        con.execute(f"CREATE OR REPLACE TABLE scores.forecast ({FORECAST_SCHEMA})")
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"published": False, "reason": reason, "rows": []}
+    (settings.outputs_dir / "forecast.json").write_text(json.dumps(doc, indent=2))
+    return {"published": False, "reason": reason, "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
     """Aggregate scores.current into the forecast; write scores.forecast and forecast.json."""
     t0 = time.perf_counter()
@@ -99,7 +123,7 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
             """
         ).df()
         if kids.empty:
-            raise RuntimeError("scores.current is empty: run `joinedup score` first")
+            return _withhold(settings, con, t0)
         as_of = pd.Timestamp(kids["as_of"].iloc[0]).date()
         observed = con.execute(
             f"""
@@ -215,6 +239,7 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
 
     total = cells.iloc[0]
     doc = {
+        "published": True,
         "as_of": str(as_of),
         "model_version": str(total["model_version"]),
         "horizon_months": 12,
@@ -233,6 +258,7 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
         return None if pd.isna(x) else round(float(x), 2)
 
     return {
+        "published": True,
         "as_of": str(as_of),
         "children_scored": int(len(kids)),
         "expected_total": _f(total["expected"]),

@@ -25,8 +25,8 @@ import pandas as pd
 from expectations.downstream import checked_transaction
 from joinedup.config import Settings
 from models.features import EVENT_GROUPS, MONTHS_SINCE_CAP, WINDOWS, feature_columns
-from models.train import load_current
-from warehouse.db import connect
+from models.train import NoPromotedModelError, load_current
+from warehouse.db import connect, transaction
 
 TOP_REASONS = 3
 #: contributions smaller than this (log-odds) are not worth stating
@@ -202,11 +202,34 @@ def check_model(bundle: dict, meta: dict, table_columns: list[str]) -> None:
         )
 
 
+#: scores.current's columns, for the empty table left when scores are withheld
+SCORES_SCHEMA = (
+    "child_id VARCHAR, as_of DATE, score DOUBLE, rank INTEGER, model_version VARCHAR, "
+    "reasons JSON, source_loads VARCHAR, features_built_at TIMESTAMP"
+)
+
+
+def withhold(settings: Settings, reason: str, t0: float) -> dict:
+    """No model has passed the deployment gate: publish no scores (scores.current is emptied, so
+    no stale or unpromoted score is shown) and say why.  The pipeline carries on."""
+    with connect(settings) as con:
+        with transaction(con, "score.before_commit"):
+            con.execute(f"CREATE OR REPLACE TABLE scores.current ({SCORES_SCHEMA})")
+    return {
+        "published": False,
+        "reason": reason,
+        "children_scored": 0,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def run(settings: Settings, version: str | None = None, **_: object) -> dict:
     """Score every child at the extract-date as-of with the current model; write scores.current."""
     t0 = time.perf_counter()
     try:
         bundle, meta = load_current(settings, version)
+    except NoPromotedModelError as e:
+        return withhold(settings, str(e), t0)
     except RuntimeError as e:
         raise ModelMismatchError(str(e)) from e
     with connect(settings) as con:
@@ -252,6 +275,7 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
         finally:
             con.unregister("scores_df")
     return {
+        "published": True,
         "model_version": meta["version"],
         "as_of": str(as_of),
         "children_scored": int(len(out)),

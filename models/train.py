@@ -4,11 +4,16 @@ Owns: the temporal split (`split_months`), the candidate models, the choice betw
 validation rows only: held-out children), calibration (fitted on the validation rows), the held-out test metrics
 with child-level bootstrap CIs (`evaluate`), the comparison with the synthetic oracle, and the
 registry under `settings.models_dir` (`<version>/model.joblib`, `metadata.json`, `metrics.json`,
-and a `current` pointer file).  The version is a hash of the labelled feature data and the
-training configuration, so training twice on the same features reuses the same version.
+the model card, and a `current` pointer file).  The version is a hash of the labelled feature
+data and the training configuration, so training twice on the same features reuses the same
+version.  Every trained model is registered; `current` moves to it only when it passes the
+pre-registered deployment gate (`models.gate`), so `current` only ever names a promoted model,
+and `load_current` refuses any other.  The fairness audit (`models.fairness`) and the gate
+outcome are stored in metrics.json.
 
-Reads `features.child_month`; writes only the registry (and a copy of the metrics under
-`settings.outputs_dir`).  Imports `joinedup`, `warehouse`, `models.features`, and lazily
+Reads `features.child_month` (and `linked.children` for ethnicity); writes only the registry
+(and copies of the metrics and model card under `settings.outputs_dir`).  Imports `joinedup`,
+`warehouse`, `models.features`, and lazily `models.fairness`, `models.gate`, `models.card` and
 `linkage.truth` (evaluation against synthetic truth only).
 """
 
@@ -46,7 +51,10 @@ from warehouse.db import connect
 MODEL_FILE = "model.joblib"
 CURRENT_FILE = "current"
 #: bump when training code changes in a way that should make a new version on the same data
-TRAINING_CODE_VERSION = "1"
+TRAINING_CODE_VERSION = "2"
+#: gradient boosting stops once the validation children's log loss has not improved for this
+#: many iterations (`max_iter` is then a cap); overridable per candidate with "n_iter_no_change"
+EARLY_STOPPING_ROUNDS = 25
 
 DEFAULT_CANDIDATES: tuple[dict, ...] = (
     {"kind": "logistic", "C": 0.001},
@@ -103,8 +111,42 @@ def make_model(candidate: dict, features: list[str], seed: int = 0):
             ]
         )
     if candidate["kind"] == "hgb":
-        return HistGradientBoostingClassifier(early_stopping=False, random_state=seed, **params)
+        params.setdefault("n_iter_no_change", EARLY_STOPPING_ROUNDS)
+        return HistGradientBoostingClassifier(
+            early_stopping=True, scoring="loss", random_state=seed, **params
+        )
     raise ValueError(f"unknown candidate kind {candidate['kind']!r}")
+
+
+def fit_candidates(
+    candidates: tuple[dict, ...],
+    features: list[str],
+    seed: int,
+    Xtr: np.ndarray,
+    ytr: np.ndarray,
+    Xva: np.ndarray,
+    yva: np.ndarray,
+):
+    """Fit each candidate on the training rows; yield (index, fitted model, validation
+    probabilities, seconds).  The logistic candidates share one fitted preprocessing (log1p,
+    median imputation, scaling: it does not depend on C), so it is fitted once; gradient
+    boosting stops early on the validation children's log loss (`X_val`), which is also where
+    the candidates are compared, so the number of trees is chosen like any other setting."""
+    prep = None
+    for i, cand in enumerate(candidates):
+        t = time.perf_counter()
+        model = make_model(cand, features, seed=seed)
+        if cand["kind"] == "logistic":
+            if prep is None:
+                prep = Pipeline(model.steps[:-1]).fit(Xtr)
+                Ztr, Zva = prep.transform(Xtr), prep.transform(Xva)
+            clf = model.steps[-1][1].fit(Ztr, ytr)
+            model = Pipeline([*prep.steps, ("clf", clf)])
+            pv = clf.predict_proba(Zva)[:, 1]
+        else:
+            model.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+            pv = _predict(model, Xva)
+        yield i, model, pv, time.perf_counter() - t
 
 
 # ------------------------------------------------------------------ data and split
@@ -210,9 +252,42 @@ def bootstrap_weights(child: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return C[codes]
 
 
-def _ci(values: np.ndarray) -> list[float]:
+def ci95(values: np.ndarray) -> list[float]:
     v = values[np.isfinite(values)]
     return [round(float(x), 5) for x in np.percentile(v, [2.5, 97.5])] if len(v) else [None, None]
+
+
+def calibration(
+    y: np.ndarray, p: np.ndarray, W: np.ndarray
+) -> tuple[list[dict], float, np.ndarray]:
+    """Calibration by predicted decile: the table (observed rate vs mean predicted per bin), the
+    expected calibration error (bin-size-weighted mean |observed - predicted|) and the ECE for
+    each bootstrap weight column of W."""
+    # bins numbered consecutively over the non-empty ones (interpolated quantile edges can
+    # leave a bin empty when many scores tie)
+    _, bins = np.unique(decile_bins(p), return_inverse=True)
+    n_bins = int(bins.max()) + 1
+    B = np.zeros((len(p), n_bins), dtype=np.float32)
+    B[np.arange(len(p)), bins] = 1.0
+    yf, pf = y.astype(np.float32), p.astype(np.float32)
+    n_b = B.sum(axis=0)
+    obs = (B.T @ yf) / n_b
+    pred = (B.T @ pf) / n_b
+    table = [
+        {
+            "bin": int(i),
+            "n": int(n_b[i]),
+            "mean_predicted": round(float(pred[i]), 5),
+            "observed_rate": round(float(obs[i]), 5),
+        }
+        for i in range(n_bins)
+    ]
+    ece = round(float((n_b / n_b.sum() * np.abs(obs - pred)).sum()), 6)
+    BW = B.T @ W  # bins x reps
+    obs_b = ((B * yf[:, None]).T @ W) / np.maximum(BW, 1e-9)
+    pred_b = ((B * pf[:, None]).T @ W) / np.maximum(BW, 1e-9)
+    ece_reps = (BW / BW.sum(axis=0) * np.abs(obs_b - pred_b)).sum(axis=0)
+    return table, ece, ece_reps
 
 
 def evaluate(
@@ -224,47 +299,32 @@ def evaluate(
     n_boot: int = 200,
     seed: int = 0,
     oracle: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> dict:
     """Test-period figures with child-level bootstrap 95% CIs.  `oracle` (optional, same rows,
-    NaN where unknown) adds the oracle's AUC on the rows it covers and ours/oracle."""
+    NaN where unknown) adds the oracle's AUC on the rows it covers and ours/oracle.  `weights`
+    (optional) are precomputed `bootstrap_weights(child, n_boot, seed)`, shared with the
+    fairness audit so that both use the same replicates."""
     y = y.astype(np.int8)
-    W = bootstrap_weights(child, n_boot, seed)
-    bins = decile_bins(p)
-    n_bins = int(bins.max()) + 1
-    B = np.zeros((len(p), n_bins), dtype=np.float32)
-    B[np.arange(len(p)), bins] = 1.0
+    W = bootstrap_weights(child, n_boot, seed) if weights is None else weights
     flag = top_k_flags(p, months, capacity).astype(np.float32)
     yf = y.astype(np.float32)
 
     out: dict = {"rows": int(len(y)), "positives": int(y.sum()), "children": int(len(set(child)))}
     out["roc_auc"] = round(float(roc_auc_score(y, p)), 5)
-    out["roc_auc_ci"] = _ci(weighted_auc(y, p, W))
+    out["roc_auc_ci"] = ci95(weighted_auc(y, p, W))
     out["average_precision"] = round(float(average_precision_score(y, p)), 5)
-    out["average_precision_ci"] = _ci(weighted_ap(y, p, W))
+    out["average_precision_ci"] = ci95(weighted_ap(y, p, W))
     out["prevalence"] = round(float(y.mean()), 5)
     out["brier"] = round(float(brier_score_loss(y, p)), 6)
     sq = ((p - y) ** 2).astype(np.float32)
-    out["brier_ci"] = _ci((sq @ W) / W.sum(axis=0))
+    out["brier_ci"] = ci95((sq @ W) / W.sum(axis=0))
     out["log_loss"] = round(float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6))), 5)
 
-    # calibration by predicted decile
-    n_b = B.sum(axis=0)
-    obs = (B.T @ yf) / n_b
-    pred = (B.T @ p.astype(np.float32)) / n_b
-    out["calibration_deciles"] = [
-        {
-            "bin": int(i),
-            "n": int(n_b[i]),
-            "mean_predicted": round(float(pred[i]), 5),
-            "observed_rate": round(float(obs[i]), 5),
-        }
-        for i in range(n_bins)
-    ]
-    out["ece"] = round(float((n_b / n_b.sum() * np.abs(obs - pred)).sum()), 6)
-    BW = B.T @ W  # bins x reps
-    obs_b = (B.T @ (W * yf[:, None])) / np.maximum(BW, 1e-9)
-    pred_b = (B.T @ (W * p.astype(np.float32)[:, None])) / np.maximum(BW, 1e-9)
-    out["ece_ci"] = _ci((BW / BW.sum(axis=0) * np.abs(obs_b - pred_b)).sum(axis=0))
+    table, ece, ece_reps = calibration(y, p, W)
+    out["calibration_deciles"] = table
+    out["ece"] = ece
+    out["ece_ci"] = ci95(ece_reps)
 
     # precision and recall at capacity (top `capacity` per as-of month)
     hits = flag * yf
@@ -272,8 +332,8 @@ def evaluate(
     out["flagged"] = int(flag.sum())
     out["precision_at_capacity"] = round(float(hits.sum() / flag.sum()), 5)
     out["recall_at_capacity"] = round(float(hits.sum() / max(yf.sum(), 1)), 5)
-    out["precision_at_capacity_ci"] = _ci((hits @ W) / (flag @ W))
-    out["recall_at_capacity_ci"] = _ci((hits @ W) / (yf @ W))
+    out["precision_at_capacity_ci"] = ci95((hits @ W) / (flag @ W))
+    out["recall_at_capacity_ci"] = ci95((hits @ W) / (yf @ W))
 
     if oracle is not None:
         ok = np.isfinite(oracle)
@@ -283,10 +343,10 @@ def evaluate(
             ours = weighted_auc(y[ok], p[ok], Wo)
             orc = weighted_auc(y[ok], oracle[ok], Wo)
             out["oracle_roc_auc"] = round(float(roc_auc_score(y[ok], oracle[ok])), 5)
-            out["oracle_roc_auc_ci"] = _ci(orc)
+            out["oracle_roc_auc_ci"] = ci95(orc)
             out["roc_auc_same_rows"] = round(float(roc_auc_score(y[ok], p[ok])), 5)
             out["auc_ratio_to_oracle"] = round(out["roc_auc_same_rows"] / out["oracle_roc_auc"], 5)
-            out["auc_ratio_to_oracle_ci"] = _ci(ours / orc)
+            out["auc_ratio_to_oracle_ci"] = ci95(ours / orc)
             out["oracle_average_precision"] = round(
                 float(average_precision_score(y[ok], oracle[ok])), 5
             )
@@ -351,6 +411,10 @@ def oracle_for_rows(settings: Settings, con, rows: pd.DataFrame) -> np.ndarray |
 
 
 # ------------------------------------------------------------------ registry
+class NoPromotedModelError(RuntimeError):
+    """No model has passed the deployment gate: there is nothing to score with."""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -371,12 +435,73 @@ def _set_current(settings: Settings, version: str) -> None:
     os.replace(tmp, settings.models_dir / CURRENT_FILE)
 
 
-def load_current(settings: Settings, version: str | None = None) -> tuple[dict, dict]:
+def read_metrics(settings: Settings, version: str) -> dict:
+    """metrics.json of a registered version ({} when it has none)."""
+    path = settings.models_dir / version / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def gate_outcome(settings: Settings, version: str) -> dict | None:
+    """The deployment gate outcome recorded in a version's metrics.json (None: never gated)."""
+    return read_metrics(settings, version).get("gate")
+
+
+def is_promoted(settings: Settings, version: str) -> bool:
+    return bool((gate_outcome(settings, version) or {}).get("promoted"))
+
+
+def registered_versions(settings: Settings) -> list[dict]:
+    """Every registered version, oldest first: created_at, kind, test AUC, gate outcome and
+    whether it is current."""
+    if not settings.models_dir.exists():
+        return []
+    current = current_version(settings)
+    out = []
+    for folder in settings.models_dir.iterdir():
+        meta_path = folder / "metadata.json"
+        if not folder.is_dir() or folder.name.startswith(".") or not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        metrics = read_metrics(settings, folder.name)
+        gate = metrics.get("gate")
+        out.append(
+            {
+                "version": folder.name,
+                "created_at": meta.get("created_at"),
+                "model_kind": meta.get("model_kind"),
+                "test_roc_auc": metrics.get("roc_auc"),
+                "test_precision_at_capacity": metrics.get("precision_at_capacity"),
+                "promoted": None if gate is None else bool(gate.get("promoted")),
+                "gate_version": None if gate is None else gate.get("gate", {}).get("version"),
+                "gate_reasons": [] if gate is None else list(gate.get("reasons", [])),
+                "current": folder.name == current,
+            }
+        )
+    return sorted(out, key=lambda r: (str(r["created_at"]), r["version"]))
+
+
+def no_promoted_reason(settings: Settings) -> str:
+    versions = registered_versions(settings)
+    if not versions:
+        return f"no model registered in {settings.models_dir}: run `joinedup train` first"
+    latest = versions[-1]
+    why = "; ".join(latest["gate_reasons"]) or "it has no deployment gate outcome"
+    return (
+        f"no model has passed the deployment gate, so no scores can be published; the latest "
+        f"model {latest['version']} was registered but not promoted: {why}"
+    )
+
+
+def load_current(
+    settings: Settings, version: str | None = None, allow_unpromoted: bool = False
+) -> tuple[dict, dict]:
     """(model bundle, metadata) of the current (or given) version, after checking the model
-    file's sha256 against its metadata.  Raises RuntimeError with the reason otherwise."""
+    file's sha256 against its metadata and that the version passed the deployment gate
+    (`allow_unpromoted` skips that check, for inspection only -- never for publishing scores).
+    Raises NoPromotedModelError when there is no current model, RuntimeError otherwise."""
     version = version or current_version(settings)
     if not version:
-        raise RuntimeError(f"no current model in {settings.models_dir}: run `joinedup train` first")
+        raise NoPromotedModelError(no_promoted_reason(settings))
     folder = settings.models_dir / version
     meta_path, model_path = folder / "metadata.json", folder / MODEL_FILE
     if not meta_path.exists() or not model_path.exists():
@@ -388,7 +513,67 @@ def load_current(settings: Settings, version: str | None = None) -> tuple[dict, 
             f"model version {version}: {model_path} sha256 {digest[:12]}... does not match "
             f"metadata.json ({str(meta.get('model_sha256'))[:12]}...); refusing to load it"
         )
+    if not allow_unpromoted and not is_promoted(settings, version):
+        reasons = (gate_outcome(settings, version) or {}).get("reasons") or [
+            "it has no deployment gate outcome"
+        ]
+        raise RuntimeError(
+            f"model version {version} did not pass the deployment gate; refusing to use it: "
+            + "; ".join(reasons)
+        )
     return joblib.load(model_path), meta
+
+
+def _promote(settings: Settings, version: str, outcome: dict) -> bool:
+    """Point `current` at `version` if it passed the gate.  Otherwise leave the previous promoted
+    model current -- or remove a pointer at a model that was never promoted (an old registry)."""
+    faults.checkpoint("train.before_current")
+    if outcome["promoted"]:
+        _set_current(settings, version)
+        return True
+    current = current_version(settings)
+    if current and not is_promoted(settings, current):
+        (settings.models_dir / CURRENT_FILE).unlink(missing_ok=True)
+    return False
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _publish_outputs(settings: Settings, version: str, metrics: dict) -> dict:
+    """The model card beside metrics.json and in outputs; the metrics of the model just trained
+    in `outputs/risk_model_metrics.json`, saying whether it is the current one."""
+    from models import card
+
+    paths = card.write(settings, version)
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    current = current_version(settings)
+    _write_json(
+        settings.outputs_dir / "risk_model_metrics.json",
+        {"version": version, "is_current": current == version, "current_version": current,
+         **metrics},
+    )  # fmt: skip
+    return paths
+
+
+def _regate(settings: Settings, version: str, gate) -> dict:
+    """A registered version's metrics with the gate outcome under `gate` (re-checked when the
+    recorded outcome came from another gate file; the earlier outcome is kept in
+    `gate_history`)."""
+    from models import gate as gates
+
+    folder = settings.models_dir / version
+    metrics = json.loads((folder / "metrics.json").read_text())
+    old = metrics.get("gate")
+    if old is None or old.get("gate") != gate.provenance():
+        metrics["gate"] = gates.check(metrics, metrics.get("fairness"), gate)
+        if old is not None:
+            metrics.setdefault("gate_history", []).append(old)
+        _write_json(folder / "metrics.json", metrics)
+    return metrics
 
 
 # ------------------------------------------------------------------ the stage
@@ -405,10 +590,19 @@ def run(
     candidates: tuple[dict, ...] | None = None,
     calibration: str = "auto",
     val_child_fraction: float = 0.3,
+    gate=None,
     **_: object,
 ) -> dict:
-    """Train the candidates, choose and calibrate on validation, evaluate on test, register."""
+    """Train the candidates, choose and calibrate on validation, evaluate on test (overall and
+    by group), register, and promote to `current` only if the deployment gate passes.
+
+    `gate`: a `models.gate.Gate`, or the path of a gate file; default the committed
+    `models/gate.toml`."""
+    from models import fairness
+    from models import gate as gates
+
     t0 = time.perf_counter()
+    gate = gate if isinstance(gate, gates.Gate) else gates.load(gate)
     candidates = tuple(candidates or DEFAULT_CANDIDATES)
     features = feature_columns()
     config = {
@@ -434,22 +628,28 @@ def run(
             (data_hash + json.dumps(config, sort_keys=True)).encode()
         ).hexdigest()[:16]
         folder = settings.models_dir / version
-        if (folder / "metadata.json").exists() and (folder / "metrics.json").exists():
-            _set_current(settings, version)
-            metrics = json.loads((folder / "metrics.json").read_text())
-            return {"version": version, "reused": True, **_summary(metrics)}
-
-        split = split_months(
-            sorted(df["as_of"].unique()), n_test_months, n_val_months, embargo_months
-        )
-        part = {k: df["as_of"].isin(v).to_numpy() for k, v in split.items()}
-        # validation children are disjoint from training children: the same child's overlapping
-        # label windows would otherwise let a flexible model memorise them and flatter validation
-        val_child = child_holdout(df["child_id"], val_child_fraction, settings.seed)
-        part["train"] &= ~val_child
-        part["validation"] &= val_child
-        test_rows = df.loc[part["test"], ["child_id", "as_of"]].reset_index(drop=True)
-        oracle = oracle_for_rows(settings, con, test_rows)
+        reuse = (folder / "metadata.json").exists() and (folder / "metrics.json").exists()
+        if not reuse:
+            split = split_months(
+                sorted(df["as_of"].unique()), n_test_months, n_val_months, embargo_months
+            )
+            part = {k: df["as_of"].isin(v).to_numpy() for k, v in split.items()}
+            # validation children are disjoint from training children: the same child's
+            # overlapping label windows would otherwise let a flexible model memorise them and
+            # flatter validation
+            val_child = child_holdout(df["child_id"], val_child_fraction, settings.seed)
+            part["train"] &= ~val_child
+            part["validation"] &= val_child
+            test_rows = df.loc[
+                part["test"], ["child_id", "as_of", "sex_female", "sex_unknown", "imd_decile"]
+            ].reset_index(drop=True)
+            oracle = oracle_for_rows(settings, con, test_rows)
+            groups = fairness.group_labels(con, test_rows)
+    if reuse:
+        metrics = _regate(settings, version, gate)
+        promoted = _promote(settings, version, metrics["gate"])
+        card = _publish_outputs(settings, version, metrics)
+        return _figures(settings, version, True, metrics, promoted, card)
     # the warehouse is closed while fitting (DuckDB has one writer at a time)
     X = df[features].to_numpy(dtype=np.float64)
     y = df["label"].to_numpy(dtype=np.int8)
@@ -458,10 +658,10 @@ def run(
 
     tried = []
     best, best_key = None, None
-    for i, cand in enumerate(candidates):
-        t1 = time.perf_counter()
-        model = make_model(cand, features, seed=settings.seed).fit(Xtr, ytr)
-        pv = _predict(model, Xva)
+    for i, model, pv, seconds in fit_candidates(
+        candidates, features, settings.seed, Xtr, ytr, Xva, yva
+    ):
+        cand = candidates[i]
         ap = float(average_precision_score(yva, pv))
         ll = float(log_loss(yva, np.clip(pv, 1e-6, 1 - 1e-6)))
         tried.append(
@@ -470,9 +670,11 @@ def run(
                 "validation_average_precision": round(ap, 5),
                 "validation_log_loss": round(ll, 5),
                 "validation_roc_auc": round(float(roc_auc_score(yva, pv)), 5),
-                "fit_seconds": round(time.perf_counter() - t1, 2),
+                "fit_seconds": round(seconds, 2),
             }
         )
+        if cand["kind"] == "hgb":
+            tried[-1]["iterations"] = int(model.n_iter_)
         key = (round(ap, 3), -ll)
         if best_key is None or key > best_key:
             best, best_key, best_i = model, key, i
@@ -486,16 +688,26 @@ def run(
 
     pt = _predict(calibrated, X[part["test"]])
 
+    # the chosen model only: one set of child-level bootstrap weights for all test figures
+    yt, months_t = y[part["test"]], test_rows["as_of"].to_numpy()
+    child_t = test_rows["child_id"].to_numpy()
+    W = bootstrap_weights(child_t, n_boot, settings.seed)
     metrics = evaluate(
-        y[part["test"]],
+        yt,
         pt,
-        test_rows["as_of"].to_numpy(),
-        test_rows["child_id"].to_numpy(),
+        months_t,
+        child_t,
         settings.capacity_per_month,
         n_boot=n_boot,
         seed=settings.seed,
         oracle=oracle,
+        weights=W,
     )
+    metrics["fairness"] = fairness.audit(
+        yt, pt, months_t, child_t, groups, settings.capacity_per_month, W
+    )
+    del W
+    metrics["gate"] = gates.check(metrics, metrics["fairness"], gate)
     metrics["validation"] = {
         "rows": int(part["validation"].sum()),
         "positives": int(yva.sum()),
@@ -525,7 +737,9 @@ def run(
             "version": version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "model_kind": chosen["kind"],
-            "hyper_parameters": chosen,
+            "hyper_parameters": (
+                {**chosen, "iterations": int(best.n_iter_)} if chosen["kind"] == "hgb" else chosen
+            ),
             "calibration": method,
             "training_window": {
                 "train": [months["train"][0], months["train"][-1]],
@@ -558,19 +772,27 @@ def run(
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    faults.checkpoint("train.before_current")
-    _set_current(settings, version)
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    (settings.outputs_dir / "risk_model_metrics.json").write_text(
-        json.dumps({"version": version, **metrics}, indent=2)
-    )
+    promoted = _promote(settings, version, metrics["gate"])
+    card = _publish_outputs(settings, version, metrics)
+    figures = _figures(settings, version, False, metrics, promoted, card)
+    figures.update(model_kind=chosen["kind"], calibration=method)
+    figures["seconds"] = round(time.perf_counter() - t0, 2)
+    return figures
+
+
+def _figures(
+    settings: Settings, version: str, reused: bool, metrics: dict, promoted: bool, card: dict
+) -> dict:
+    gate = metrics.get("gate") or {}
     return {
         "version": version,
-        "reused": False,
-        "model_kind": chosen["kind"],
-        "calibration": method,
-        "seconds": round(time.perf_counter() - t0, 2),
+        "reused": reused,
+        "promoted": promoted,
+        "current_version": current_version(settings),
+        "gate_version": (gate.get("gate") or {}).get("version"),
+        "gate_reasons": list(gate.get("reasons", [])),
         **_summary(metrics),
+        "model_card": card.get("outputs_markdown"),
     }
 
 

@@ -1,0 +1,254 @@
+"""Fairness audit, deployment gate, model card and `joinedup models`: group figures agree with a
+direct sklearn computation, small groups are listed (never hidden), a model that fails the gate is
+registered but never becomes current, and the registry's figures reach metrics.json, the CLI and
+the card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from joinedup import cli
+from joinedup.config import Settings
+from models import card, fairness, features, gate, train
+from tests.models_fixture import make_linked_warehouse
+from warehouse.db import connect
+
+FAST = ({"kind": "logistic", "C": 0.01},)
+#: checks nothing: for tests of the registry mechanics, never used by the pipeline
+NO_CHECKS = gate.Gate(version="test-no-checks", agreed="n/a")
+#: a gate no model on this county can pass
+STRICT = gate.Gate(version="test-strict", agreed="n/a", performance={"min_roc_auc": 0.99})
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory) -> Settings:
+    settings = Settings.from_env(tmp_path_factory.mktemp("fair"))
+    make_linked_warehouse(settings, children=2000, seed=5)
+    features.run(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def promoted(county: Settings) -> dict:
+    return train.run(county, candidates=FAST, n_boot=30, gate=NO_CHECKS)
+
+
+# ------------------------------------------------------------------ the audit itself
+def _toy(n_children: int = 400, months: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    child = np.repeat(np.arange(n_children).astype(str), months)
+    month = np.tile(pd.date_range("2025-01-01", periods=months, freq="MS").to_numpy(), n_children)
+    p = rng.beta(1, 20, len(child))
+    y = (rng.random(len(child)) < p * 2).astype(np.int8)
+    grp = np.where(
+        np.arange(n_children) < 30, "tiny", np.where(np.arange(n_children) % 2, "a", "b")
+    )
+    groups = pd.DataFrame({"g": np.repeat(grp, months)})
+    return y, p, month, child, groups
+
+
+def test_group_figures_match_a_direct_sklearn_computation():
+    y, p, month, child, groups = _toy()
+    W = train.bootstrap_weights(child, 40, seed=1)
+    out = fairness.audit(y, p, month, child, groups, capacity=20, weights=W)
+    a = next(g for g in out["dimensions"]["g"]["groups"] if g["group"] == "a")
+    m = groups["g"].to_numpy() == "a"
+    flag = train.top_k_flags(p, month, 20)  # flags over all children, then restricted
+    ya, pa, fa = y[m], p[m], flag[m]
+    assert a["children"] == len(set(child[m])) and a["rows"] == m.sum()
+    assert a["positives"] == ya.sum() and a["prevalence"] == pytest.approx(ya.mean(), abs=1e-5)
+    assert a["roc_auc"] == pytest.approx(roc_auc_score(ya, pa), abs=1e-5)
+    assert a["average_precision"] == pytest.approx(average_precision_score(ya, pa), abs=1e-5)
+    assert a["brier"] == pytest.approx(brier_score_loss(ya, pa), abs=1e-6)
+    assert a["flag_rate"] == pytest.approx(fa.mean(), abs=1e-5)
+    assert a["tpr"] == pytest.approx(fa[ya == 1].mean(), abs=1e-5)
+    assert a["fnr"] == pytest.approx(1 - fa[ya == 1].mean(), abs=1e-5)
+    assert a["fpr"] == pytest.approx(fa[ya == 0].mean(), abs=1e-5)
+    assert a["precision_flagged"] == pytest.approx(ya[fa].mean(), abs=1e-5)
+    assert a["calibration_difference"] == pytest.approx(ya.mean() - pa.mean(), abs=1e-5)
+    lo, hi = a["roc_auc_ci"]
+    assert lo <= a["roc_auc"] <= hi
+    gap = out["dimensions"]["g"]["gaps"]["fnr"]
+    b = next(g for g in out["dimensions"]["g"]["groups"] if g["group"] == "b")
+    assert gap["gap"] == pytest.approx(abs(a["fnr"] - b["fnr"]), abs=1e-5)
+    assert {gap["highest"], gap["lowest"]} == {"a", "b"}
+
+
+def test_small_groups_are_listed_not_hidden():
+    y, p, month, child, groups = _toy()
+    W = train.bootstrap_weights(child, 20, seed=1)
+    out = fairness.audit(y, p, month, child, groups, capacity=20, weights=W)
+    dim = out["dimensions"]["g"]
+    assert [g["group"] for g in dim["too_few_to_report"]] == ["tiny"]  # 30 children < 50
+    assert dim["too_few_to_report"][0]["reason"] == "too few to report"
+    assert "roc_auc" not in dim["too_few_to_report"][0]  # no figures for it, and no count
+    assert sorted(g["group"] for g in dim["groups"]) == ["a", "b"]
+    assert all(v["groups_compared"] <= 2 for v in dim["gaps"].values())
+
+
+def test_audit_of_the_trained_model_covers_every_group(county: Settings, promoted: dict):
+    metrics = train.read_metrics(county, promoted["version"])
+    fair = metrics["fairness"]
+    assert set(fair["dimensions"]) == {"sex", "ethnicity", "deprivation"}
+    with connect(county) as con:
+        rows = con.execute(
+            "SELECT child_id, sex_female, sex_unknown, imd_decile FROM features.child_month "
+            "WHERE as_of >= DATE '2025-05-01' AND label IS NOT NULL"
+        ).df()
+        labels = fairness.group_labels(con, rows)
+    for dim, d in fair["dimensions"].items():
+        shown = {g["group"] for g in d["groups"]} | {g["group"] for g in d["too_few_to_report"]}
+        assert shown == set(labels[dim])  # every group present is reported or listed
+        assert all(g["children"] >= 50 for g in d["groups"])
+        assert sum(g["rows"] for g in d["groups"]) <= metrics["rows"]
+    # the model's own test rows: one group's figures equal sklearn on those rows
+    bundle, _ = train.load_current(county)
+    with connect(county) as con:
+        df = train.load_features(con)
+    test = df[df["as_of"] >= pd.Timestamp("2025-05-01")].reset_index(drop=True)
+    p = bundle["model"].predict_proba(test[bundle["features"]].to_numpy(np.float64))[:, 1]
+    with connect(county) as con:
+        g = fairness.group_labels(con, test)
+    female = next(x for x in fair["dimensions"]["sex"]["groups"] if x["group"] == "female")
+    m = (g["sex"] == "female").to_numpy()
+    assert female["rows"] == m.sum()
+    assert female["roc_auc"] == pytest.approx(roc_auc_score(test["label"][m], p[m]), abs=1e-4)
+    assert female["brier"] == pytest.approx(brier_score_loss(test["label"][m], p[m]), abs=1e-5)
+
+
+# ------------------------------------------------------------------ the gate
+def test_committed_gate_is_pre_registered_and_strict_about_its_keys(tmp_path):
+    g = gate.load()
+    assert g.version and g.agreed and len(g.sha256) == 64
+    assert g.performance["min_roc_auc"] >= 0.7 and "max_fnr_gap" in g.fairness
+    bad = tmp_path / "gate.toml"
+    bad.write_text('version = 1\nagreed = "x"\n[performance]\nmin_roc_acu = 0.7\n')
+    with pytest.raises(ValueError, match="unknown setting"):
+        gate.load(bad)
+
+
+def test_gate_checks_pass_fail_and_not_applicable():
+    g = gate.Gate(
+        version="t",
+        agreed="t",
+        performance={"min_roc_auc": 0.7, "max_ece": 0.01, "min_auc_ratio_to_oracle": 0.8},
+        fairness={"min_positives": 20, "max_fnr_gap": 0.1, "dimensions": ["sex", "ethnicity"]},
+    )
+    fair = {
+        "dimensions": {
+            "sex": {"groups": [{"group": "f", "positives": 30, "fnr": 0.9},
+                               {"group": "m", "positives": 25, "fnr": 0.95}]},
+            "ethnicity": {"groups": [{"group": "x", "positives": 50, "fnr": 0.9},
+                                     {"group": "y", "positives": 5, "fnr": 0.1}]},
+        }
+    }  # fmt: skip
+    out = gate.check({"roc_auc": 0.75, "ece": 0.02}, fair, g)
+    by = {c["name"]: c for c in out["checks"]}
+    assert by["min_roc_auc"]["passed"] is True
+    assert by["max_ece"]["passed"] is False and by["max_ece"]["value"] == 0.02
+    assert by["min_auc_ratio_to_oracle"]["passed"] is None  # no oracle: not applicable
+    assert by["max_fnr_gap:sex"]["passed"] is True and by["max_fnr_gap:sex"]["value"] == 0.05
+    # one ethnicity group has too few positives to judge: the gap cannot be measured -> fails
+    assert by["max_fnr_gap:ethnicity"]["passed"] is False
+    assert by["max_fnr_gap:ethnicity"]["groups_compared"] == ["x"]
+    assert out["promoted"] is False and len(out["reasons"]) == 2
+    assert any("expected calibration error" in r for r in out["reasons"])
+
+
+def test_failing_model_is_registered_not_promoted_and_previous_stays_current(
+    county: Settings, promoted: dict, tmp_path
+):
+    assert promoted["promoted"] is True
+    assert train.current_version(county) == promoted["version"]
+    failed = train.run(county, candidates=FAST, n_boot=31, gate=STRICT)
+    assert failed["version"] != promoted["version"] and failed["promoted"] is False
+    assert (county.models_dir / failed["version"] / train.MODEL_FILE).exists()  # registered
+    assert train.current_version(county) == promoted["version"]  # previous one kept
+    assert failed["current_version"] == promoted["version"]
+    assert any(
+        "test ROC AUC" in r and "below the minimum 0.99" in r for r in failed["gate_reasons"]
+    )
+    with pytest.raises(RuntimeError, match="did not pass the deployment gate"):
+        train.load_current(county, failed["version"])
+    assert train.load_current(county)[1]["version"] == promoted["version"]
+    risk = json.loads((county.outputs_dir / "risk_model_metrics.json").read_text())
+    assert risk["version"] == failed["version"] and risk["is_current"] is False
+
+    # a home where no model ever passed: no current model at all, and the reason says why
+    other = Settings.from_env(tmp_path / "none")
+    other.warehouse_path.parent.mkdir(parents=True)
+    shutil.copy(county.warehouse_path, other.warehouse_path)
+    lone = train.run(other, candidates=FAST, n_boot=30, gate=STRICT)
+    assert lone["promoted"] is False and train.current_version(other) is None
+    with pytest.raises(train.NoPromotedModelError, match="below the minimum 0.99"):
+        train.load_current(other)
+
+
+def test_metrics_json_has_gate_and_fairness(county: Settings, promoted: dict):
+    metrics = train.read_metrics(county, promoted["version"])
+    g = metrics["gate"]
+    assert g["promoted"] is True and g["gate"]["version"] == NO_CHECKS.version
+    assert {"roc_auc", "roc_auc_ci", "ece", "precision_at_capacity"} <= set(metrics)
+    for dim in metrics["fairness"]["dimensions"].values():
+        for grp in dim["groups"]:
+            assert {"prevalence", "roc_auc", "ece", "flag_rate", "tpr", "fpr", "fnr",
+                    "precision_flagged", "flag_to_prevalence", "children"} <= set(grp)  # fmt: skip
+        assert {"fnr", "calibration_difference", "flag_to_prevalence"} <= set(dim["gaps"])
+    # re-gating on retraining with the same data under another gate: new outcome, history kept
+    again = train.run(county, candidates=FAST, n_boot=30, gate=STRICT)
+    assert again["reused"] is True and again["promoted"] is False
+    regated = train.read_metrics(county, promoted["version"])
+    assert regated["gate"]["gate"]["version"] == "test-strict"
+    assert regated["gate_history"][-1]["gate"]["version"] == NO_CHECKS.version
+    # ... and back: promoted again, current again
+    back = train.run(county, candidates=FAST, n_boot=30, gate=NO_CHECKS)
+    assert back["promoted"] is True and train.current_version(county) == promoted["version"]
+
+
+# ------------------------------------------------------------------ CLI and card
+def test_models_show_json_prints_the_current_models_metrics(
+    county: Settings, promoted: dict, capsys
+):
+    train.run(county, candidates=FAST, n_boot=30, gate=NO_CHECKS)  # current = promoted
+    capsys.readouterr()
+    assert cli.main(["--home", str(county.home), "models", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    metrics = train.read_metrics(county, promoted["version"])
+    assert shown["version"] == promoted["version"] and shown["is_current"] is True
+    assert {k: shown[k] for k in metrics} == metrics
+    assert cli.main(["--home", str(county.home), "models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    rows = {r["version"]: r for r in listed["models"]}
+    assert listed["current"] == promoted["version"] and rows[promoted["version"]]["current"]
+    assert any(r["promoted"] is False and r["gate_reasons"] for r in rows.values())
+
+
+def test_model_card_states_use_non_use_gate_fairness_and_linkage(county: Settings, promoted: dict):
+    v = promoted["version"]
+    paths = card.write(county, v)
+    md = (county.models_dir / v / "model_card.md").read_text()
+    assert (county.outputs_dir / "model_card.md").read_text() == md
+    for text in ("never an automated decision", "Not for (intended non-use)", "## Fairness",
+                 "## Deployment gate", "By ethnicity", "Too few to report",
+                 "Linkage errors", "Not measured yet", "## Limitations"):  # fmt: skip
+        assert text in md, text
+    html = open(paths["html"]).read()
+    assert "<table>" in html and "intended non-use" in html
+    # once the sensitivity figures exist, the card reads them
+    sens = {
+        "model_version": v,
+        "linkage_at_threshold": {"threshold_0.99": {"threshold": 0.99, "children": 1990}},
+        "score_comparisons": {"a_vs_b": {"top_k_overlap_mean_share": 0.876}},
+    }
+    (county.outputs_dir / card.SENSITIVITY_FILE).write_text(json.dumps(sens))
+    try:
+        md = card.markdown(county, v)
+    finally:
+        (county.outputs_dir / card.SENSITIVITY_FILE).unlink()
+    assert "Not measured yet" not in md and "0.876" in md and "1,990" in md
