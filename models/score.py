@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +69,7 @@ def _num(x: float) -> int:
     return int(round(float(x)))
 
 
-def describe(factor: str, row: pd.Series) -> str:
+def describe(factor: str, row: Mapping[str, Any]) -> str:
     """Plain-English statement of a factor's values for one child."""
     if factor in _GROUPS:
         g = _GROUPS[factor]
@@ -158,8 +160,8 @@ def reasons_for(contrib: pd.DataFrame, rows: pd.DataFrame, method: str) -> list[
     names = np.array(contrib.columns)
     order = np.argsort(-values, axis=1)
     result = []
-    for i in range(len(values)):
-        row = rows.iloc[i]
+    # one dict per child (describe reads a handful of fields; .iloc per row was the bottleneck)
+    for i, row in enumerate(rows.to_dict("records")):
         up, down = [], []
         for j in order[i, :TOP_REASONS]:
             if values[i, j] > MIN_CONTRIBUTION:
