@@ -147,10 +147,17 @@ def contributions(bundle: dict, X: np.ndarray) -> pd.DataFrame:
         f0 = _logit(base.predict_proba(X)[:, 1])
         ref = bundle["reference"]
         for factor, cols in FACTORS.items():
-            Xr = X.copy()
-            for c in cols:
-                Xr[:, idx[c]] = ref[c]
-            out[factor] = f0 - _logit(base.predict_proba(Xr)[:, 1])
+            positions = [idx[c] for c in cols]
+            values = np.array([ref[c] for c in cols], dtype=np.float64)
+            # a child whose factor features already equal the reference contributes exactly 0;
+            # only the others are re-predicted (most children have no events of most kinds)
+            differs = ~(X[:, positions] == values).all(axis=1)
+            contribution = np.zeros(len(X))
+            if differs.any():
+                Xr = X[differs].copy()
+                Xr[:, positions] = values
+                contribution[differs] = f0[differs] - _logit(base.predict_proba(Xr)[:, 1])
+            out[factor] = contribution
     return pd.DataFrame(out)
 
 
