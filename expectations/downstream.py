@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from expectations.checks import load_named_suite
@@ -224,19 +225,16 @@ def _forecast_frame(con: Any, settings: Settings) -> pd.DataFrame:
 
 
 def _secondary_ok(cells: pd.DataFrame) -> pd.Series:
-    """False on the members of any additive group (a margin and the cells summing to it) that
-    has exactly one suppressed member, which could be recovered by subtraction."""
-    ok = pd.Series(True, index=cells.index)
-    lvl = cells["level"]
-    groups = [lvl.isin(["total", "ward"]), lvl.isin(["total", "age_band"])]
-    for w in cells.loc[lvl == "ward", "ward_code"]:
-        groups.append(cells["ward_code"].eq(w) & lvl.isin(["ward", "ward_age_band"]))
-    for a in cells.loc[lvl == "age_band", "age_band"]:
-        groups.append(cells["age_band"].eq(a) & lvl.isin(["age_band", "ward_age_band"]))
-    for g in groups:
-        if g.sum() > 1 and cells.loc[g, "suppressed"].astype(bool).sum() == 1:
+    """False on the members of any additive group (`models.forecast.additive_groups`) that has
+    exactly one suppressed member, which could be recovered by subtraction."""
+    from models.forecast import additive_groups
+
+    suppressed = cells["suppressed"].astype(bool).to_numpy()
+    ok = np.ones(len(cells), dtype=bool)
+    for g in additive_groups(cells):
+        if len(g) > 1 and suppressed[g].sum() == 1:
             ok[g] = False
-    return ok
+    return pd.Series(ok, index=cells.index)
 
 
 def _forecast_parameters(con: Any, settings: Settings, previous: dict | None) -> dict:
@@ -437,13 +435,16 @@ def public(outcome: dict) -> dict:
 
 @contextmanager
 def checked_transaction(
-    con: Any, settings: Settings, tables: list[str], checkpoint: str | None = None
+    con: Any, settings: Settings | None, tables: list[str], checkpoint: str | None = None
 ) -> Iterator[dict[str, dict]]:
     """`with checked_transaction(con, settings, ["features.child_month"], "features.before_commit")
     as checks:` -- the stage's writes, then each table's suite, then COMMIT.  A critical failure
     rolls everything back, records the outcome and raises `DownstreamCheckFailed`.  `checks` is
-    filled with each table's public outcome after the block."""
+    filled with each table's public outcome after the block.  Without `settings` (a scratch
+    table, a test) it is a plain `transaction` and checks nothing."""
     checks: dict[str, dict] = {}
+    if settings is None:
+        tables = []
     failed: dict | None = None
     try:
         with transaction(con, checkpoint):

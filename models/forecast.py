@@ -47,20 +47,14 @@ def _age_band_sql(age_months: str) -> str:
     return f"CASE {parts} END"
 
 
-def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
-    """Suppression flags for the forecast cells (columns level, ward_code, age_band,
-    observed_last_12m, expected).  Primary: observed 1..threshold-1 or expected < threshold.
-    Secondary: in every additive group (a margin and the cells that sum to it) a single
-    suppressed member would be recoverable, so the smallest other member is suppressed too,
-    repeated until stable."""
-    obs, exp = cells["observed_last_12m"], cells["expected"]
-    flag = (((obs > 0) & (obs < threshold)) | (exp < threshold)).to_numpy().copy()
+def additive_groups(cells: pd.DataFrame) -> list[np.ndarray]:
+    """Positions of each additive group of forecast cells (columns level, ward_code, age_band): a
+    margin and the cells that sum to it (total + wards, total + age bands, each ward + its
+    ward-age cells, each age band + its ward-age cells)."""
     lvl = cells["level"].to_numpy()
     idx = np.arange(len(cells))
-    groups: list[np.ndarray] = []
     total = idx[lvl == "total"]
-    groups.append(np.r_[total, idx[lvl == "ward"]])
-    groups.append(np.r_[total, idx[lvl == "age_band"]])
+    groups = [np.r_[total, idx[lvl == "ward"]], np.r_[total, idx[lvl == "age_band"]]]
     wa = lvl == "ward_age_band"
     for w in cells.loc[lvl == "ward", "ward_code"]:
         groups.append(
@@ -70,6 +64,18 @@ def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
         groups.append(
             np.r_[idx[(lvl == "age_band") & (cells.age_band == a)], idx[wa & (cells.age_band == a)]]
         )
+    return groups
+
+
+def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
+    """Suppression flags for the forecast cells (columns level, ward_code, age_band,
+    observed_last_12m, expected).  Primary: observed 1..threshold-1 or expected < threshold.
+    Secondary: in every additive group (a margin and the cells that sum to it) a single
+    suppressed member would be recoverable, so the smallest other member is suppressed too,
+    repeated until stable."""
+    obs, exp = cells["observed_last_12m"], cells["expected"]
+    flag = (((obs > 0) & (obs < threshold)) | (exp < threshold)).to_numpy().copy()
+    groups = additive_groups(cells)
     size = obs.to_numpy() * 1e6 + exp.to_numpy()  # smallest observed first, then expected
     changed = True
     while changed:
