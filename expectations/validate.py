@@ -643,10 +643,23 @@ def _store_for_docs(context: Any, suite_result: Any, load_id: str, suite_name: s
 
 
 # ------------------------------------------------------------------ the stage
+#: the `raw.loads` columns a batch is validated with (the release path reads the same ones)
+LOAD_COLUMNS: tuple[str, ...] = (
+    "load_id",
+    "agency",
+    "kind",
+    "file_name",
+    "file_hash",
+    "n_rows",
+    "header",
+    "extract_date",
+)
+
+
 def _pending(con: Any) -> list[dict]:
     rows = con.execute(
-        """
-        SELECT load_id, agency, kind, file_name, file_hash, n_rows, header, extract_date
+        f"""
+        SELECT {", ".join(LOAD_COLUMNS)}
         FROM raw.loads l
         WHERE status = 'loaded'
           AND NOT EXISTS (SELECT 1 FROM audit.validations v WHERE v.load_id = l.load_id)
@@ -654,17 +667,7 @@ def _pending(con: Any) -> list[dict]:
                  loaded_at, load_id
         """
     ).fetchall()
-    names = (
-        "load_id",
-        "agency",
-        "kind",
-        "file_name",
-        "file_hash",
-        "n_rows",
-        "header",
-        "extract_date",
-    )
-    return [dict(zip(names, r, strict=True)) for r in rows]
+    return [dict(zip(LOAD_COLUMNS, r, strict=True)) for r in rows]
 
 
 def run(settings: Settings) -> dict:

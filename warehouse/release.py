@@ -44,21 +44,10 @@ from expectations import validate
 from expectations.checks import load_suite
 from joinedup.config import Settings
 from warehouse.db import connect, transaction
+from warehouse.ingest import load_id_for
 
-#: how ingest names a load after its file (`warehouse.ingest.load_id_for`, without pyarrow)
-_LOAD_PREFIX, _LOAD_HASH_CHARS = "L", 16
 _PLAINTEXT_RULE = "(rule: plaintext)"
-_LOAD_COLUMNS = (
-    "load_id",
-    "agency",
-    "kind",
-    "file_name",
-    "file_hash",
-    "n_rows",
-    "header",
-    "extract_date",
-    "status",
-)
+_LOAD_COLUMNS = (*validate.LOAD_COLUMNS, "status")
 _INTEGRITY_RULE = "record_token_in_people"
 _REASONS = ("row_number", "rules", "reason")
 
@@ -118,7 +107,7 @@ def _refused_files(con: Any) -> list[dict]:
     ).fetchall()
     return [
         {
-            "file_id": _LOAD_PREFIX + h[:_LOAD_HASH_CHARS],
+            "file_id": load_id_for(h),
             "file": name,
             "agency": agency,
             "kind": kind,
@@ -141,7 +130,7 @@ def _load(con: Any, load_id: str) -> dict:
             "SELECT file_hash, file_name, reason, stored_path FROM quarantine.files "
             "WHERE load_id IS NULL"
         ).fetchall():
-            if _LOAD_PREFIX + h[:_LOAD_HASH_CHARS] == load_id:
+            if load_id_for(h) == load_id:
                 raise ReleaseRefused(_refused_message(name, reason, stored))
         raise ReleaseRefused(f"no load {load_id!r}: `joinedup quarantine list` shows the loads")
     load = dict(zip(_LOAD_COLUMNS, rows[0], strict=True))
