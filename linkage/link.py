@@ -30,7 +30,7 @@ import pandas as pd
 from joinedup.config import Settings
 from linkage import clustering, evaluate, incremental, model, report, review, truth
 from linkage.errors import LinkageError
-from warehouse.db import connect, transaction
+from warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +174,8 @@ def write_tables(
     con.register("_history", hist)
     if queue is not None:
         con.register("_queue", queue)
-    checks: dict = {}
-    guard = (
-        checked_transaction(con, settings, LINKED_TABLES, "link.before_commit")
-        if settings is not None
-        else transaction(con, "link.before_commit")
-    )
     try:
-        with guard as outcome:
+        with checked_transaction(con, settings, LINKED_TABLES, "link.before_commit") as checks:
             con.execute(
                 "CREATE OR REPLACE TABLE linked.records AS SELECT agency, record_token, child_id, "
                 "load_id, CAST(row_number AS BIGINT) AS row_number, "
@@ -203,8 +197,6 @@ def write_tables(
                 con.execute("DELETE FROM linked.review_queue")
                 cols = ", ".join(review.QUEUE_COLUMNS)
                 con.execute(f"INSERT INTO linked.review_queue ({cols}) SELECT {cols} FROM _queue")
-        if settings is not None:
-            checks = outcome
     finally:
         for name in ("_records", "_pairs", "_history", "_queue"):
             try:

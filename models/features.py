@@ -19,7 +19,7 @@ from datetime import date
 
 from joinedup import contract
 from joinedup.config import Settings
-from warehouse.db import connect, transaction
+from warehouse.db import connect
 
 LABEL_MONTHS = 12
 WINDOWS = (3, 6, 12, 24)
@@ -270,12 +270,7 @@ def build(
     cal = pd.DataFrame({"as_of": pd.to_datetime(dates).date, "labelled": labelled})
     con.register("as_of_dates_df", cal)
     try:
-        guard = (
-            checked_transaction(con, settings, [table], "features.before_commit")
-            if settings is not None
-            else transaction(con, "features.before_commit")
-        )
-        with guard:
+        with checked_transaction(con, settings, [table], "features.before_commit"):
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE as_of_dates AS SELECT CAST(as_of AS DATE) AS as_of, "
                 "labelled FROM as_of_dates_df"
