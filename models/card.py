@@ -242,12 +242,54 @@ def _metrics(m: dict) -> str:
         "probability in the simulation (synthetic data only): the best any model could do.\n\n"
         + _table(["figure", "model", "95% CI", "oracle"], rows)
         + "\n### Calibration by predicted decile\n\n"
+        + _calibration_note(m.get("calibration") or {})
         + _table(
-            ["decile", "child-months", "mean predicted", "observed rate"],
-            [[c["bin"] + 1, c["n"], c["mean_predicted"], c["observed_rate"]] for c in cal],
-        )
+            [
+                "decile",
+                "child-months",
+                "with outcome",
+                "mean predicted",
+                "observed rate",
+                "observed - predicted",
+                "95% CI",
+            ],
+            [
+                [
+                    c["bin"] + 1,
+                    c["n"],
+                    c.get("positives"),
+                    c["mean_predicted"],
+                    c["observed_rate"],
+                    c.get("deviation"),
+                    _ci(c.get("deviation_ci")),
+                ]
+                for c in cal
+            ],
+        )  # fmt: skip
         + "".join(f"\nWarning: {w}\n" for w in m.get("warnings") or [])
     )
+
+
+def _calibration_note(summary: dict) -> str:
+    """One sentence on the per-decile calibration target (within 2 percentage points)."""
+    if summary.get("max_abs_deviation") is None:
+        return ""
+    tol = 100 * summary["tolerance"]
+    verdict = (
+        f"every bin is within {tol:.0f} percentage points"
+        if summary["within_tolerance"]
+        else f"**not every bin is within {tol:.0f} percentage points**"
+    )
+    out = (
+        f"Deciles of the predicted probability (tied scores stay in one bin, so there can be "
+        f"fewer than 10 bins: {summary['bins']} here). The largest gap between observed and "
+        f"predicted is {100 * summary['max_abs_deviation']:.2f} percentage points (decile "
+        f"{summary['max_abs_deviation_bin'] + 1}): {verdict}."
+    )
+    if summary.get("bins_clearly_outside"):
+        bins = ", ".join(str(b + 1) for b in summary["bins_clearly_outside"])
+        out += f" In decile(s) {bins} the 95% CI of the gap lies wholly outside the tolerance."
+    return out + "\n\n"
 
 
 def _gate(gate: dict) -> str:
@@ -255,26 +297,34 @@ def _gate(gate: dict) -> str:
         return "## Deployment gate\n\nNot evaluated.\n"
     prov = gate.get("gate") or {}
     rows = []
-    for c in gate.get("checks", []):
+    checks = gate.get("checks", [])
+    with_oracle = any("oracle_value" in c for c in checks)
+    for c in checks:
         passed = {True: "pass", False: "**FAIL**", None: "not applicable"}[c.get("passed")]
         value = c.get("value")
         if c.get("highest"):
             value = f"{_f(value, 4)} ({c['highest']} vs {c['lowest']})"
-        rows.append(
-            [
-                c["description"],
-                f"{c['comparison']} {c['threshold']}",
-                _f(value, 4),
-                passed,
-                c.get("note", ""),
-            ]
-        )
+        row = [c["description"], f"{c['comparison']} {c['threshold']}", _f(value, 4)]
+        if with_oracle:
+            row.append(_f(c.get("oracle_value"), 4) if "oracle_value" in c else "")
+        rows.append(row + [passed, c.get("note", "")])
+    header = ["check", "threshold", "value"]
+    header += ["oracle's gap"] if with_oracle else []
+    oracle_note = (
+        "The oracle's gap is the same check on the simulation's true probabilities for the same "
+        "children (synthetic data only). The truth is calibrated in every group, so its "
+        "calibration gap is sampling noise alone: the size of gap chance produces here. It is "
+        "shown for reading, and does not change a result.\n\n"
+        if with_oracle
+        else ""
+    )
     return (
         "## Deployment gate\n\n"
         f"Pre-registered gate version {prov.get('version')}, agreed {prov.get('agreed')} "
         f"(`{Path(str(prov.get('file', ''))).name}`, sha256 {str(prov.get('sha256'))[:12]}...). "
         "A model is promoted to current only if no check fails.\n\n"
-        + (_table(["check", "threshold", "value", "result", "note"], rows) if rows else "")
+        + oracle_note
+        + (_table([*header, "result", "note"], rows) if rows else "")
     )
 
 

@@ -187,9 +187,12 @@ def audit(
     capacity: int,
     weights: np.ndarray,
     min_children: int = MIN_CHILDREN,
+    summary_only: bool = False,
 ) -> dict:
     """The fairness audit of test rows (y, p, as-of month, child) grouped by each column of
-    `groups`; `weights` = `models.train.bootstrap_weights(child, ...)` for the same rows."""
+    `groups`; `weights` = `models.train.bootstrap_weights(child, ...)` for the same rows.
+    `summary_only` leaves out each group's calibration table (for the oracle's audit, kept only
+    for its gaps)."""
     flag = top_k_flags(p, months, capacity)
     out: dict = {
         "population": "test-period child-months",
@@ -216,6 +219,8 @@ def audit(
                 )
                 continue
             figures, rep = group_figures(y[idx], p[idx], flag[idx], weights[idx])
+            if summary_only:
+                figures.pop("calibration_deciles", None)
             reported.append({"group": g, "children": n_children, **figures})
             reps[g] = rep
         if dim != "deprivation":  # deprivation bands stay in order, most deprived first

@@ -136,7 +136,20 @@ def _performance(metrics: dict, performance: dict) -> list[dict]:
     return out
 
 
-def _gaps(fairness_audit: dict, fairness: dict) -> list[dict]:
+def _eligible(audit: dict | None, dim: str, figure: str, min_pos: int) -> list[dict]:
+    groups = (((audit or {}).get("dimensions") or {}).get(dim) or {}).get("groups", [])
+    return [g for g in groups if g.get("positives", 0) >= min_pos and _finite(g.get(figure))]
+
+
+def gap_checks(
+    fairness_audit: dict, fairness: dict, oracle_audit: dict | None = None
+) -> list[dict]:
+    """The fairness gap checks of `fairness` (the gate's [fairness] table) on an audit.  With
+    `oracle_audit` (the same audit of the oracle's true probabilities on the same rows, synthetic
+    data only) each check also carries `oracle_value`: the gap a model that knows the true risk
+    shows on these rows.  For calibration that is pure sampling noise (the truth is calibrated
+    in every group), so it is the chance level the model's gap should be read against; the
+    oracle value never changes whether a check passes."""
     min_pos = int(fairness.get("min_positives", 0))
     dims = fairness.get("dimensions") or list((fairness_audit.get("dimensions") or {}).keys())
     out = []
@@ -145,10 +158,7 @@ def _gaps(fairness_audit: dict, fairness: dict) -> list[dict]:
             continue
         figure, what = GAP_CHECKS[key]
         for dim in dims:
-            groups = ((fairness_audit.get("dimensions") or {}).get(dim) or {}).get("groups", [])
-            eligible = [
-                g for g in groups if g.get("positives", 0) >= min_pos and _finite(g.get(figure))
-            ]
+            eligible = _eligible(fairness_audit, dim, figure, min_pos)
             check = {
                 "name": f"{key}:{dim}",
                 "figure": figure,
@@ -176,6 +186,14 @@ def _gaps(fairness_audit: dict, fairness: dict) -> list[dict]:
                     highest=hi["group"],
                     lowest=lo["group"],
                 )
+            if oracle_audit is not None:
+                names = {g["group"] for g in eligible}
+                orc = [
+                    g for g in _eligible(oracle_audit, dim, figure, min_pos) if g["group"] in names
+                ]
+                if len(orc) >= 2:
+                    vals = [g[figure] for g in orc]
+                    check["oracle_value"] = round(float(max(vals) - min(vals)), 5)
             out.append(check)
     return out
 
@@ -191,10 +209,11 @@ def _reason(check: dict) -> str:
 
 
 def check(metrics: dict, fairness_audit: dict | None, gate: Gate) -> dict:
-    """The gate outcome for a model's test `metrics` and fairness audit."""
+    """The gate outcome for a model's test `metrics` and fairness audit (gap checks also carry
+    the oracle's gap when `metrics` holds an `oracle_fairness` audit)."""
     checks = _performance(metrics, gate.performance)
     if any(k in GAP_CHECKS for k in gate.fairness):
-        checks += _gaps(fairness_audit or {}, gate.fairness)
+        checks += gap_checks(fairness_audit or {}, gate.fairness, metrics.get("oracle_fairness"))
     failed = [c for c in checks if c["passed"] is False]
     return {
         "promoted": not failed,

@@ -273,21 +273,52 @@ def calibration(
     n_b = B.sum(axis=0)
     obs = (B.T @ yf) / n_b
     pred = (B.T @ pf) / n_b
-    table = [
-        {
-            "bin": int(i),
-            "n": int(n_b[i]),
-            "mean_predicted": round(float(pred[i]), 5),
-            "observed_rate": round(float(obs[i]), 5),
-        }
-        for i in range(n_bins)
-    ]
     ece = round(float((n_b / n_b.sum() * np.abs(obs - pred)).sum()), 6)
     BW = B.T @ W  # bins x reps
     obs_b = ((B * yf[:, None]).T @ W) / np.maximum(BW, 1e-9)
     pred_b = ((B * pf[:, None]).T @ W) / np.maximum(BW, 1e-9)
     ece_reps = (BW / BW.sum(axis=0) * np.abs(obs_b - pred_b)).sum(axis=0)
+    dev_b = obs_b - pred_b  # bins x reps: observed - predicted in each resample
+    table = [
+        {
+            "bin": int(i),
+            "n": int(n_b[i]),
+            "positives": int(round(float(B[:, i] @ yf))),
+            "mean_predicted": round(float(pred[i]), 5),
+            "observed_rate": round(float(obs[i]), 5),
+            "deviation": round(float(obs[i] - pred[i]), 5),
+            "deviation_ci": ci95(dev_b[i]),
+        }
+        for i in range(n_bins)
+    ]
     return table, ece, ece_reps
+
+
+#: the issue's calibration target: observed within 2 percentage points of predicted in every bin
+CALIBRATION_TOLERANCE = 0.02
+
+
+def calibration_summary(table: list[dict], tolerance: float = CALIBRATION_TOLERANCE) -> dict:
+    """The largest |observed - predicted| over the calibration bins, the bin it is in, and whether
+    every bin is within `tolerance` (point estimate) -- with the bins whose 95% CI of the deviation
+    does not even include a value within tolerance (those are clearly outside, not just noisy)."""
+    if not table:
+        return {"max_abs_deviation": None, "within_tolerance": None}
+    worst = max(table, key=lambda c: abs(c["deviation"]))
+    clearly_out = [
+        c["bin"]
+        for c in table
+        if None not in (c.get("deviation_ci") or [None])
+        and (c["deviation_ci"][0] > tolerance or c["deviation_ci"][1] < -tolerance)
+    ]
+    return {
+        "tolerance": tolerance,
+        "bins": len(table),
+        "max_abs_deviation": round(abs(worst["deviation"]), 5),
+        "max_abs_deviation_bin": worst["bin"],
+        "within_tolerance": all(abs(c["deviation"]) <= tolerance for c in table),
+        "bins_clearly_outside": clearly_out,
+    }
 
 
 def evaluate(
@@ -323,6 +354,7 @@ def evaluate(
 
     table, ece, ece_reps = calibration(y, p, W)
     out["calibration_deciles"] = table
+    out["calibration"] = calibration_summary(table)
     out["ece"] = ece
     out["ece_ci"] = ci95(ece_reps)
 
@@ -709,6 +741,14 @@ def run(
     metrics["fairness"] = fairness.audit(
         yt, pt, months_t, child_t, groups, settings.capacity_per_month, W
     )
+    if oracle is not None and np.isfinite(oracle).any():
+        # the same audit of the oracle's true probabilities: the chance level of each gap
+        ok = np.isfinite(oracle)
+        metrics["oracle_fairness"] = fairness.audit(
+            yt[ok], oracle[ok], months_t[ok], child_t[ok],
+            groups.loc[ok].reset_index(drop=True), settings.capacity_per_month, W[ok],
+            summary_only=True,
+        )  # fmt: skip
     del W
     metrics["gate"] = gates.check(metrics, metrics["fairness"], gate)
     metrics["validation"] = {
@@ -817,4 +857,9 @@ def _summary(metrics: dict) -> dict:
         "auc_ratio_to_oracle",
         "warnings",
     )
-    return {f"test_{k}": metrics[k] for k in keys if k in metrics}
+    out = {f"test_{k}": metrics[k] for k in keys if k in metrics}
+    cal = metrics.get("calibration") or {}
+    if cal.get("max_abs_deviation") is not None:
+        out["test_calibration_max_abs_deviation"] = cal["max_abs_deviation"]
+        out["test_calibration_within_2pp"] = cal["within_tolerance"]
+    return out

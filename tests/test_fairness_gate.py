@@ -159,6 +159,23 @@ def test_gate_checks_pass_fail_and_not_applicable():
     assert by["max_fnr_gap:ethnicity"]["groups_compared"] == ["x"]
     assert out["promoted"] is False and len(out["reasons"]) == 2
     assert any("expected calibration error" in r for r in out["reasons"])
+    assert all("oracle_value" not in c for c in out["checks"])  # no oracle audit given
+
+    # with the oracle's audit of the same rows: its gap over the SAME groups is carried for
+    # reading, and never changes a result
+    oracle = {
+        "dimensions": {
+            "sex": {"groups": [{"group": "f", "positives": 31, "fnr": 0.8},
+                               {"group": "m", "positives": 24, "fnr": 0.83},
+                               {"group": "u", "positives": 40, "fnr": 0.1}]},
+            "ethnicity": {"groups": [{"group": "x", "positives": 50, "fnr": 0.9}]},
+        }
+    }  # fmt: skip
+    with_oracle = gate.check({"roc_auc": 0.75, "ece": 0.02, "oracle_fairness": oracle}, fair, g)
+    by_o = {c["name"]: c for c in with_oracle["checks"]}
+    assert by_o["max_fnr_gap:sex"]["oracle_value"] == pytest.approx(0.03)  # f, m only
+    assert "oracle_value" not in by_o["max_fnr_gap:ethnicity"]  # one group: no gap
+    assert [c["passed"] for c in with_oracle["checks"]] == [c["passed"] for c in out["checks"]]
 
 
 def test_failing_model_is_registered_not_promoted_and_previous_stays_current(
@@ -200,6 +217,14 @@ def test_metrics_json_has_gate_and_fairness(county: Settings, promoted: dict):
             assert {"prevalence", "roc_auc", "ece", "flag_rate", "tpr", "fpr", "fnr",
                     "precision_flagged", "flag_to_prevalence", "children"} <= set(grp)  # fmt: skip
         assert {"fnr", "calibration_difference", "flag_to_prevalence"} <= set(dim["gaps"])
+    # the synthetic county has an oracle: the same audit of its true probabilities is kept
+    orc = metrics["oracle_fairness"]
+    assert orc["rows"] <= metrics["rows"] and set(orc["dimensions"]) == set(
+        metrics["fairness"]["dimensions"]
+    )
+    for dim in orc["dimensions"].values():
+        assert all("calibration_deciles" not in grp for grp in dim["groups"])
+    assert metrics["calibration"]["bins"] == len(metrics["calibration_deciles"])
     # re-gating on retraining with the same data under another gate: new outcome, history kept
     again = train.run(county, candidates=FAST, n_boot=30, gate=STRICT)
     assert again["reused"] is True and again["promoted"] is False

@@ -223,6 +223,31 @@ def test_weighted_metrics_match_sklearn():
     assert train.weighted_ap(y, s, W)[0] == pytest.approx(average_precision_score(y, s))
 
 
+def test_calibration_table_states_each_deciles_gap_with_a_ci():
+    """Per-decile calibration: a calibrated score is within 2 points everywhere; a score that
+    under-predicts its top decile by 10 points is reported as outside, with a CI that says so."""
+    rng = np.random.default_rng(3)
+    n = 40_000
+    p = rng.beta(0.5, 30, n)
+    child = np.arange(n)
+    W = train.bootstrap_weights(child, 100, 0)
+    y_good = (rng.random(n) < p).astype(np.int8)
+    table, _, _ = train.calibration(y_good, p, W)
+    good = train.calibration_summary(table)
+    assert good["bins"] == 10 and good["within_tolerance"] is True
+    assert good["max_abs_deviation"] < 0.02 and good["bins_clearly_outside"] == []
+    assert sum(c["n"] for c in table) == n
+    assert all(c["deviation_ci"][0] <= c["deviation"] <= c["deviation_ci"][1] for c in table)
+
+    top = p >= np.quantile(p, 0.9)
+    y_bad = (rng.random(n) < np.where(top, np.minimum(p + 0.10, 1), p)).astype(np.int8)
+    bad_table, _, _ = train.calibration(y_bad, p, W)
+    bad = train.calibration_summary(bad_table)
+    assert bad["within_tolerance"] is False and bad["max_abs_deviation_bin"] == 9
+    assert bad["bins_clearly_outside"] == [9]
+    assert 0.08 < bad_table[9]["deviation"] < 0.12
+
+
 def test_train_registers_model_and_metrics(county: Settings, trained: dict):
     folder = county.models_dir / trained["version"]
     assert (county.models_dir / "current").read_text().strip() == trained["version"]
