@@ -234,12 +234,9 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
             with checked_transaction(
                 con, settings, ["scores.forecast"], "forecast.before_commit"
             ) as checks:
-                con.execute(
-                    "CREATE OR REPLACE TABLE scores.forecast AS SELECT level, ward_code, ward_name, "
-                    "age_band, expected, lower, upper, observed_last_12m::INTEGER AS "
-                    "observed_last_12m, suppressed, expected_cost, CAST(as_of AS DATE) AS as_of, "
-                    "model_version FROM forecast_df"
-                )
+                # one definition of the columns (FORECAST_SCHEMA), shared with _withhold
+                con.execute(f"CREATE OR REPLACE TABLE scores.forecast ({FORECAST_SCHEMA})")
+                con.execute("INSERT INTO scores.forecast BY NAME SELECT * FROM forecast_df")
         finally:
             con.unregister("forecast_df")
 

@@ -276,10 +276,10 @@ def run(settings: Settings, version: str | None = None, **_: object) -> dict:
             with checked_transaction(
                 con, settings, ["scores.current"], "score.before_commit"
             ) as checks:
+                # one definition of the columns (SCORES_SCHEMA), shared with withhold
+                con.execute(f"CREATE OR REPLACE TABLE scores.current ({SCORES_SCHEMA})")
                 con.execute(
-                    "CREATE OR REPLACE TABLE scores.current AS SELECT child_id, CAST(as_of AS DATE) "
-                    "AS as_of, score, rank::INTEGER AS rank, model_version, CAST(reasons AS JSON) "
-                    "AS reasons, source_loads, features_built_at FROM scores_df ORDER BY rank"
+                    "INSERT INTO scores.current BY NAME SELECT * FROM scores_df ORDER BY rank"
                 )
         finally:
             con.unregister("scores_df")
