@@ -17,7 +17,7 @@ instead of `warehouse.db.transaction`: the suites run after the writes and befor
 - the audit row (target = table name, suite and version, outcome, statistics) is written inside
   the stage's transaction when it commits.
 
-Results are scrubbed of values (`expectations.validate._scrub`) except aggregate statistics of
+Results are scrubbed of values (`expectations.validate.scrub`) except aggregate statistics of
 non-identifying numeric columns, stored in the GX results store, and built into Data Docs by the
 publish stage (`build_docs`).
 
@@ -331,7 +331,13 @@ def _resolve_for_docs(suite_result: Any, parameters: dict) -> None:
 def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -> dict:
     """Run `table`'s suite on the table as it stands in `con` (typically inside the writing
     transaction).  Returns the outcome; writes nothing.  `record` stores it."""
-    from expectations.validate import _batch_definition, _gx_suite, _raised, _scrub, _summary
+    from expectations.validate import (
+        batch_definition_for,
+        gx_suite,
+        raised_instead,
+        result_summary,
+        scrub,
+    )
 
     started = time.perf_counter()
     target = TARGETS[table]
@@ -342,11 +348,11 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
     opened = time.perf_counter()
     context = _context(settings)
     startup = time.perf_counter() - opened
-    batch = _batch_definition(context, suite_dict["name"]).get_batch(
+    batch = batch_definition_for(context, suite_dict["name"]).get_batch(
         batch_parameters={"dataframe": frame}
     )
     suite_result = batch.validate(
-        _gx_suite(context, suite_dict),
+        gx_suite(context, suite_dict),
         result_format={"result_format": "SUMMARY"},
         expectation_parameters=parameters,
     )
@@ -356,14 +362,14 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
         if result.success:
             continue
         rule = meta.get("rule") or result.expectation_config.type
-        if _raised(result):
+        if raised_instead(result):
             rule += " (could not be evaluated)"
         (warnings if meta.get("severity") == "warning" else critical).append(rule)
     observed = _keep_aggregates(suite_result)
-    summaries = [_summary(r) for r in suite_result.results]
+    summaries = [result_summary(r) for r in suite_result.results]
     for i, value in observed.items():
         summaries[i]["observed_value"] = value
-    _scrub(suite_result)
+    scrub(suite_result)
     for i, value in observed.items():
         suite_result.results[i].result["observed_value"] = value
     _resolve_for_docs(suite_result, parameters)
@@ -398,7 +404,7 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
 
 def record(con: Any, settings: Settings, outcome: dict) -> None:
     """Store one outcome in `audit.validations` and the GX results store (for Data Docs)."""
-    from expectations.validate import _store_for_docs
+    from expectations.validate import store_for_docs
 
     con.execute(
         "INSERT INTO audit.validations (validation_id, load_id, target, suite_name, "
@@ -421,7 +427,7 @@ def record(con: Any, settings: Settings, outcome: dict) -> None:
     suite_result = outcome.get("_suite_result")
     if suite_result is not None:
         batch_id = f"{outcome['table']} {datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-        _store_for_docs(_context(settings), suite_result, batch_id, outcome["suite_name"])
+        store_for_docs(_context(settings), suite_result, batch_id, outcome["suite_name"])
 
 
 def public(outcome: dict) -> dict:

@@ -20,7 +20,7 @@ run once with Great Expectations (result_format COMPLETE, the frame indexed by r
 `settings.outputs_dir / "validation" / "data_docs"` from results scrubbed of every unexpected
 value (the GX file context lives under `settings.home / "gx"`).  Re-running validates nothing new.
 
-Owns: `run`, `validation_context`, `DOCS_SUBDIR`; `_evaluate`, `_conserve` and `_stage` are
+Owns: `run`, `validation_context`, `DOCS_SUBDIR`; `evaluate_load`, `conserve` and `stage_rows` are
 reused by `warehouse.release` (re-releasing quarantined rows).  Imports `joinedup`,
 `warehouse.db` and `expectations.checks`; Great Expectations is imported inside functions.
 """
@@ -74,7 +74,7 @@ _OBSERVED_OK = frozenset(
         "expect_column_mean_to_be_between",
     }
 )
-_LOOKS_LIKE_TOKEN = re.compile(r"[0-9a-fA-F]{16,}")
+LOOKS_LIKE_TOKEN = re.compile(r"[0-9a-fA-F]{16,}")
 _SEVERITY_ORDER = {"critical": 0, "row": 1, "warning": 2}
 
 
@@ -131,7 +131,7 @@ def validation_context(settings: Settings) -> Any:
     return context
 
 
-def _batch_definition(context: Any, suite_name: str) -> Any:
+def batch_definition_for(context: Any, suite_name: str) -> Any:
     source = context.data_sources.get(DATASOURCE)
     try:
         asset = source.get_asset(suite_name)
@@ -143,7 +143,7 @@ def _batch_definition(context: Any, suite_name: str) -> Any:
         return asset.add_batch_definition_whole_dataframe("whole_file")
 
 
-def _gx_suite(context: Any, suite_dict: dict) -> Any:
+def gx_suite(context: Any, suite_dict: dict) -> Any:
     import great_expectations as gx
 
     suite = gx.ExpectationSuite(**json.loads(json.dumps(suite_dict)))
@@ -155,10 +155,10 @@ def _check_conservation(context: Any, counts: dict[str, int]) -> dict:
     is an expectation with its own version and result); returns success, suite@version and the
     rules that failed."""
     suite_dict = load_named_suite("conservation")
-    batch = _batch_definition(context, suite_dict["name"]).get_batch(
+    batch = batch_definition_for(context, suite_dict["name"]).get_batch(
         batch_parameters={"dataframe": pd.DataFrame([counts])}
     )
-    result = batch.validate(_gx_suite(context, suite_dict))
+    result = batch.validate(gx_suite(context, suite_dict))
     failed = [
         (r.expectation_config.meta or {}).get("rule", r.expectation_config.type)
         for r in result.results
@@ -244,11 +244,11 @@ def _show(values: pd.Series, column: str) -> pd.Series:
         return pd.Series(f"{column} withheld", index=values.index)
     text = values.astype("string")
     shown = column + "=" + text.str.slice(0, 40)
-    shown = shown.where(~text.str.contains(_LOOKS_LIKE_TOKEN).fillna(False), f"{column} withheld")
+    shown = shown.where(~text.str.contains(LOOKS_LIKE_TOKEN).fillna(False), f"{column} withheld")
     return shown.fillna(f"{column} empty")
 
 
-def _row_reasons(
+def row_reasons(
     frame: pd.DataFrame, failures: list[tuple[dict, str, list]], file_name: str
 ) -> pd.DataFrame:
     """One row per quarantined row: row_number, rules ('; '-joined tags), reason (readable)."""
@@ -276,9 +276,7 @@ def _row_reasons(
     return out[["row_number", "rules", "reason"]]
 
 
-def _critical_reason(
-    file_name: str, kind: str, received: list[str], meta: dict, result: Any
-) -> str:
+def critical_reason(file_name: str, kind: str, received: list[str], meta: dict, result: Any) -> str:
     etype = result.expectation_config.type
     if etype == "expect_table_columns_to_match_set":
         expected = list(contract.columns_for(kind))
@@ -298,7 +296,7 @@ def _critical_reason(
     found = ""
     if column and column not in SENSITIVE_COLUMNS:
         values = sorted({str(v)[:40] for v in (result.result or {}).get("unexpected_list", [])})
-        values = [v for v in values if not _LOOKS_LIKE_TOKEN.search(v)][:5]
+        values = [v for v in values if not LOOKS_LIKE_TOKEN.search(v)][:5]
         if values:
             found = " (found " + ", ".join(values) + ")"
     rows = f" on {count} row(s)" if count else ""
@@ -311,7 +309,7 @@ def _tag(config: Any) -> str:
     return f"{config.type}:{column}" if column else config.type
 
 
-def _summary(result: Any) -> dict:
+def result_summary(result: Any) -> dict:
     config = result.expectation_config
     meta = config.meta or {}
     res = result.result or {}
@@ -325,7 +323,7 @@ def _summary(result: Any) -> dict:
     }
 
 
-def _scrub(suite_result: Any) -> None:
+def scrub(suite_result: Any) -> None:
     """Remove every value taken from the data (unexpected lists, index lists, queries,
     partial counts, tracebacks) so the stored result and Data Docs hold counts only."""
     for result in suite_result.results:
@@ -349,7 +347,7 @@ def _scrub(suite_result: Any) -> None:
             }
 
 
-def _raised(result: Any) -> bool:
+def raised_instead(result: Any) -> bool:
     info = result.exception_info or {}
     if "raised_exception" in info:
         return bool(info.get("raised_exception"))
@@ -375,7 +373,7 @@ class BatchCheck:
     gx_seconds: float
 
 
-def _evaluate(con: Any, context: Any, load: dict) -> BatchCheck:
+def evaluate_load(con: Any, context: Any, load: dict) -> BatchCheck:
     """Read the load's batch, derive the check columns and run its suite with GX (no writes)."""
     started = time.perf_counter()
     load_id, agency, kind = load["load_id"], load["agency"], load["kind"]
@@ -406,8 +404,8 @@ def _evaluate(con: Any, context: Any, load: dict) -> BatchCheck:
     checked = pd.concat([frame, derived], axis=1)
     read_seconds = time.perf_counter() - started
 
-    batch_definition = _batch_definition(context, suite_dict["name"])
-    suite = _gx_suite(context, suite_dict)
+    batch_definition = batch_definition_for(context, suite_dict["name"])
+    suite = gx_suite(context, suite_dict)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": checked})
     gx_started = time.perf_counter()
     suite_result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
@@ -424,7 +422,7 @@ def _evaluate(con: Any, context: Any, load: dict) -> BatchCheck:
             critical.append((meta, result))
         elif severity == "warning":
             warnings.append(_tag(config))
-        elif _raised(result):
+        elif raised_instead(result):
             crashed.append(_tag(config))
         else:
             index = list((result.result or {}).get("unexpected_index_list") or [])
@@ -437,7 +435,7 @@ def _evaluate(con: Any, context: Any, load: dict) -> BatchCheck:
     )  # fmt: skip
 
 
-def _conserve(con: Any, context: Any, load: dict, n_read: int) -> dict:
+def conserve(con: Any, context: Any, load: dict, n_read: int) -> dict:
     """Count the load's rows in raw, staging and quarantine and run the `conservation` suite on
     them: raises ConservationError (the caller's transaction rolls back) when they do not add up."""
     load_id, kind, file_name = load["load_id"], load["kind"], load["file_name"]
@@ -472,19 +470,19 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
     started = time.perf_counter()
     load_id, agency, kind = load["load_id"], load["agency"], load["kind"]
     file_name = load["file_name"]
-    check = _evaluate(con, context, load)
+    check = evaluate_load(con, context, load)
     suite_dict, version, received = check.suite, check.version, check.received
     checked, suite_result, critical = check.checked, check.result, check.critical
     row_failures, warnings, people_load = check.row_failures, check.warnings, check.people_load
     read_seconds, gx_seconds = check.read_seconds, check.gx_seconds
 
-    summaries = [_summary(r) for r in suite_result.results]
+    summaries = [result_summary(r) for r in suite_result.results]
     n_rows = len(checked)
     now = datetime.now()
     with transaction(con, "validate.before_commit"):
         if critical:
             outcome = "batch_quarantined"
-            reasons = [_critical_reason(file_name, kind, received, m, r) for m, r in critical]
+            reasons = [critical_reason(file_name, kind, received, m, r) for m, r in critical]
             rules = "; ".join(_tag(r.expectation_config) for _, r in critical)
             batch_reason = " | ".join(reasons)
             stored = _ingest_copy(load)
@@ -510,7 +508,7 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
             if row_failures:
                 outcome = "rows_quarantined"
                 failed_rules = {tag: len(index) for _, tag, index in row_failures}
-                quarantined = _row_reasons(checked, row_failures, file_name)
+                quarantined = row_reasons(checked, row_failures, file_name)
                 quarantined["load_id"] = load_id
                 quarantined["agency"] = agency
                 quarantined["kind"] = kind
@@ -524,8 +522,8 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
                 con.unregister("quarantined_rows")
             elif warnings:
                 outcome = "warnings"
-            _stage(con, load_id, kind)
-        counted = _conserve(con, context, load, n_rows)
+            stage_rows(con, load_id, kind)
+        counted = conserve(con, context, load, n_rows)
         n_raw, n_staged = counted["rows_in"], counted["staged"]
         n_quarantined = counted["quarantined"]
         conservation = {k: counted[k] for k in ("suite", "success", "evaluated", "failed")}
@@ -591,7 +589,7 @@ def _ingest_copy(load: dict) -> str | None:
     return str(path) if path and Path(path).exists() else None
 
 
-def _stage(con: Any, load_id: str, kind: str, skip_staged: bool = False) -> None:
+def stage_rows(con: Any, load_id: str, kind: str, skip_staged: bool = False) -> None:
     """Type every raw row of the load that is not quarantined into staging (`skip_staged`: and
     not staged already, for `warehouse.release`)."""
     cols = contract.columns_for(kind)
@@ -619,14 +617,14 @@ def _stage(con: Any, load_id: str, kind: str, skip_staged: bool = False) -> None
     )
 
 
-def _store_for_docs(context: Any, suite_result: Any, load_id: str, suite_name: str) -> Any:
+def store_for_docs(context: Any, suite_result: Any, load_id: str, suite_name: str) -> Any:
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
-    _scrub(suite_result)
+    scrub(suite_result)
     run_id = RunIdentifier(run_name=load_id, run_time=datetime.now(UTC))
     suite_result.meta["run_id"] = run_id
     suite_result.meta["validation_time"] = run_id.run_time
@@ -687,7 +685,7 @@ def run(settings: Settings) -> dict:
                     settings.quarantine_dir / load["file_hash"][:16] / load["file_name"]
                 )
                 figures, suite_result = _validate_load(con, context, load, run_by)
-                _store_for_docs(
+                store_for_docs(
                     context, suite_result, load["load_id"], f"{load['agency']}_{load['kind']}"
                 )
                 loads.append(figures)

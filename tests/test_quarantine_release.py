@@ -81,19 +81,19 @@ def test_events_are_released_once_the_people_file_arrives(settings, monkeypatch)
     assert counts(settings, events) == (15, 0, 15)  # validate never re-validates a load
 
     # a staging bug during the release: conservation fails and nothing is kept
-    real_stage = validate._stage
+    real_stage = validate.stage_rows
 
     def lose_a_row(con, load_id, kind, skip_staged=False):
         real_stage(con, load_id, kind, skip_staged=skip_staged)
         con.execute(f"DELETE FROM staging.{kind} WHERE load_id = ? AND row_number = 1", [load_id])
 
-    monkeypatch.setattr(validate, "_stage", lose_a_row)
+    monkeypatch.setattr(validate, "stage_rows", lose_a_row)
     with pytest.raises(validate.ConservationError):
         release.release(settings, events, rule=INTEGRITY)
     assert counts(settings, events) == (15, 0, 15)
     assert query(settings, "SELECT count(*) FROM audit.releases") == [(0,)]
     assert query(settings, "SELECT count(*) FROM quarantine.row_history") == [(0,)]
-    monkeypatch.setattr(validate, "_stage", real_stage)
+    monkeypatch.setattr(validate, "stage_rows", real_stage)
 
     out = release.release(settings, events, rule=INTEGRITY, released_by="engineer-1")
     assert out["changed"] and out["mode"] == "revalidate" and out["scope"] == "rows"

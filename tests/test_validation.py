@@ -360,19 +360,19 @@ def test_conservation_is_an_expectation_that_rolls_a_batch_back(settings, monkey
     people = people_rows(5)
     with connect(settings) as con:
         add_load(con, "LP", "health", "people", people)
-    real_stage = validate._stage
+    real_stage = validate.stage_rows
 
     def lose_a_row(con, load_id, kind):  # a staging bug that drops one row
         real_stage(con, load_id, kind)
         con.execute(f"DELETE FROM staging.{kind} WHERE load_id = ? AND row_number = 1", [load_id])
 
-    monkeypatch.setattr(validate, "_stage", lose_a_row)
+    monkeypatch.setattr(validate, "stage_rows", lose_a_row)
     with pytest.raises(validate.ConservationError, match="every row received is staged"):
         validate.run(settings)
     with connect(settings) as con:  # nothing of the batch was committed
         assert counts(con, "LP") == (0, 0)
         assert con.execute("SELECT count(*) FROM audit.validations").fetchone()[0] == 0
-    monkeypatch.setattr(validate, "_stage", real_stage)
+    monkeypatch.setattr(validate, "stage_rows", real_stage)
     validate.run(settings)  # the fixed code validates the same batch
     with connect(settings) as con:
         assert counts(con, "LP") == (5, 0)

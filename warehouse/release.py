@@ -6,7 +6,7 @@ was corrected, the agency's people file arrived so referential integrity holds, 
 judged a rule wrong.  `release` then, for one load, in one transaction:
 
 - **re-validates** the load's batch with the CURRENT committed suite, through the same Great
-  Expectations path as the validate stage (`expectations.validate._evaluate`); selected
+  Expectations path as the validate stage (`expectations.validate.evaluate_load`); selected
   quarantined rows that now pass every rule are typed into staging by validate's own `_stage`;
   rows that still fail stay quarantined with their (possibly updated) rules and reason.  If a
   critical rule still fails, nothing changes and the reasons are returned;
@@ -78,7 +78,7 @@ def parse_rows(text: str) -> list[int]:
 
 def _safe(text: str | None) -> str | None:
     """Defence in depth for anything shown: withhold token-like runs of hex."""
-    return None if text is None else validate._LOOKS_LIKE_TOKEN.sub("(withheld)", text)
+    return None if text is None else validate.LOOKS_LIKE_TOKEN.sub("(withheld)", text)
 
 
 def _run_by() -> str:
@@ -268,7 +268,7 @@ def release(
     reason = (reason or "").strip() or None
     if force and not reason:
         raise ReleaseRefused("--force needs --reason: why the rule does not apply (audited)")
-    if reason and validate._LOOKS_LIKE_TOKEN.search(reason):
+    if reason and validate.LOOKS_LIKE_TOKEN.search(reason):
         raise ReleaseRefused("--reason must not hold token values (16+ hex characters)")
     if rule is not None and not rule.strip():
         raise ReleaseRefused("--rule is empty")
@@ -345,10 +345,10 @@ def _release(
         updated = selected.iloc[:0].assign(rules_now=None, reason_now=None)
         still = updated
     else:
-        check = validate._evaluate(con, context, load)
+        check = validate.evaluate_load(con, context, load)
         if check.critical:
             reasons = [
-                validate._critical_reason(file_name, kind, check.received, m, r)
+                validate.critical_reason(file_name, kind, check.received, m, r)
                 for m, r in check.critical
             ]
             figures["load"] = _load_counts(con, load)
@@ -356,7 +356,7 @@ def _release(
             figures["note"] = "a critical rule still fails: nothing was released"
             return figures
         failing = (
-            validate._row_reasons(check.checked, check.row_failures, file_name)
+            validate.row_reasons(check.checked, check.row_failures, file_name)
             if check.row_failures
             else pd.DataFrame(
                 {c: pd.Series(dtype="int64" if c == "row_number" else object) for c in _REASONS}
@@ -429,7 +429,7 @@ def _release(
             con.unregister("release_changes")
         staged_before = _load_counts(con, load)["staged"]
         try:
-            validate._stage(con, load_id, kind, skip_staged=True)
+            validate.stage_rows(con, load_id, kind, skip_staged=True)
         except (duckdb.ConversionException, duckdb.ConstraintException):
             raise ReleaseRefused(
                 f"{file_name} ({load_id}): a selected row cannot be typed into staging (a date or "
@@ -443,7 +443,7 @@ def _release(
                 f"rows, expected {len(passing)}"
             )
         n_read = len(check.checked) if check is not None else counts["rows_in"]
-        conservation = validate._conserve(con, context, load, n_read)
+        conservation = validate.conserve(con, context, load, n_read)
         if batch:
             con.execute(
                 "UPDATE quarantine.files SET released_at = ?, released_by = ?, release_id = ? "
@@ -485,7 +485,9 @@ def _release(
                 counts["staged"],
                 counts["quarantined"],
                 json.dumps(statistics),
-                json.dumps([validate._summary(r) for r in check.result.results] if check else []),
+                json.dumps(
+                    [validate.result_summary(r) for r in check.result.results] if check else []
+                ),
                 now,
                 by,
             ],
@@ -523,7 +525,7 @@ def _release(
             ],
         )
     if check is not None:  # the re-validation in Data Docs, scrubbed like validate's
-        validate._store_for_docs(context, check.result, load_id, suite["name"])
+        validate.store_for_docs(context, check.result, load_id, suite["name"])
         context.build_data_docs(site_names=[validate.SITE_NAME])
     figures.update(
         release_id=release_id,
