@@ -292,6 +292,21 @@ def _calibration_note(summary: dict) -> str:
     return out + "\n\n"
 
 
+def _gate_note(check: dict) -> str:
+    """The note column of a gate check: why it could not be measured, or its chance test."""
+    parts = [check["note"]] if check.get("note") else []
+    if check.get("within_chance"):
+        parts.append(
+            f"above the maximum, but no more than chance produces (p = {check['p_value']:.3g} "
+            f">= {check['alpha']:g}): not evidence that the groups differ"
+        )
+    elif "p_value" in check:
+        parts.append(f"chance test p = {check['p_value']:.3g}")
+    if check.get("groups_too_imprecise"):
+        parts.append("too imprecise to compare: " + ", ".join(check["groups_too_imprecise"]))
+    return "; ".join(parts)
+
+
 def _gate(gate: dict) -> str:
     if not gate:
         return "## Deployment gate\n\nNot evaluated.\n"
@@ -307,7 +322,7 @@ def _gate(gate: dict) -> str:
         row = [c["description"], f"{c['comparison']} {c['threshold']}", _f(value, 4)]
         if with_oracle:
             row.append(_f(c.get("oracle_value"), 4) if "oracle_value" in c else "")
-        rows.append(row + [passed, c.get("note", "")])
+        rows.append(row + [passed, _gate_note(c)])
     header = ["check", "threshold", "value"]
     header += ["oracle's gap"] if with_oracle else []
     oracle_note = (

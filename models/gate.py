@@ -50,7 +50,11 @@ GAP_CHECKS: dict[str, tuple[str, str]] = {
         "gap in calibration in the large (observed - predicted)",
     ),
 }
-FAIRNESS_SETTINGS = frozenset({"min_positives", "dimensions"})
+FAIRNESS_SETTINGS = frozenset(
+    {"min_positives", "dimensions", "chance_test_alpha", "max_standard_error_share"}
+)
+#: z for a two-sided 95% interval: a group's standard error is read off its bootstrap CI
+_Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -141,16 +145,49 @@ def _eligible(audit: dict | None, dim: str, figure: str, min_pos: int) -> list[d
     return [g for g in groups if g.get("positives", 0) >= min_pos and _finite(g.get(figure))]
 
 
+def standard_error(group: dict, figure: str) -> float | None:
+    """A group's standard error of `figure`, from its 95% child-bootstrap CI (width / 3.92)."""
+    ci = group.get(f"{figure}_ci") or [None, None]
+    if not (_finite(ci[0]) and _finite(ci[1])):
+        return None
+    return (ci[1] - ci[0]) / (2 * _Z95)
+
+
+def heterogeneity_p(values: list[float], ses: list[float]) -> float:
+    """p-value of Cochran's Q test that independent estimates (disjoint groups of children) with
+    these standard errors share one true value: Q = sum w (x - weighted mean)^2, w = 1 / se^2,
+    chi-squared with k - 1 degrees of freedom under that hypothesis."""
+    from scipy.stats import chi2
+
+    x = [float(v) for v in values]
+    w = [1.0 / max(float(se), 1e-9) ** 2 for se in ses]
+    mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / sum(w)
+    q = sum(wi * (xi - mean) ** 2 for wi, xi in zip(w, x, strict=True))
+    return float(chi2.sf(q, len(x) - 1))
+
+
 def gap_checks(
     fairness_audit: dict, fairness: dict, oracle_audit: dict | None = None
 ) -> list[dict]:
-    """The fairness gap checks of `fairness` (the gate's [fairness] table) on an audit.  With
-    `oracle_audit` (the same audit of the oracle's true probabilities on the same rows, synthetic
-    data only) each check also carries `oracle_value`: the gap a model that knows the true risk
-    shows on these rows.  For calibration that is pure sampling noise (the truth is calibrated
-    in every group), so it is the chance level the model's gap should be read against; the
-    oracle value never changes whether a check passes."""
+    """The fairness gap checks of `fairness` (the gate's [fairness] table) on an audit.
+
+    A gap is max - min of a figure over the groups of a dimension that have at least
+    `min_positives` positive child-months.  Version 1 of the gate passes a gap when it is at most
+    the check's maximum.  With `chance_test_alpha` (version 2) a gap above the maximum fails only
+    if the groups also differ beyond chance (`heterogeneity_p` < alpha on their child-bootstrap
+    standard errors), and with `max_standard_error_share` a group is compared only if its
+    standard error is at most that share of the maximum (a group measured more loosely than the
+    gap being judged cannot show anything; it is named in `groups_too_imprecise`).  Fewer than
+    two comparable groups: the gap cannot be measured and the check fails.
+
+    With `oracle_audit` (the same audit of the oracle's true probabilities on the same rows,
+    synthetic data only) each check also carries `oracle_value`: the gap a model that knows the
+    true risk shows on these rows.  For calibration that is pure sampling noise (the truth is
+    calibrated in every group), so it is the chance level the model's gap should be read
+    against; the oracle value never changes whether a check passes."""
     min_pos = int(fairness.get("min_positives", 0))
+    alpha = fairness.get("chance_test_alpha")
+    se_share = fairness.get("max_standard_error_share")
     dims = fairness.get("dimensions") or list((fairness_audit.get("dimensions") or {}).keys())
     out = []
     for key, threshold in fairness.items():
@@ -159,6 +196,12 @@ def gap_checks(
         figure, what = GAP_CHECKS[key]
         for dim in dims:
             eligible = _eligible(fairness_audit, dim, figure, min_pos)
+            imprecise: list[str] = []
+            if se_share is not None:
+                limit = float(se_share) * float(threshold)
+                ses = {g["group"]: standard_error(g, figure) for g in eligible}
+                imprecise = [n for n, se in ses.items() if se is None or se > limit]
+                eligible = [g for g in eligible if g["group"] not in imprecise]
             check = {
                 "name": f"{key}:{dim}",
                 "figure": figure,
@@ -169,23 +212,34 @@ def gap_checks(
                 "groups_compared": [g["group"] for g in eligible],
                 "min_positives": min_pos,
             }
+            if se_share is not None:
+                check["groups_too_imprecise"] = imprecise
             if len(eligible) < 2:
+                why = f"{min_pos} positive child-months (and 50 children)"
+                if se_share is not None:
+                    why += f" and a standard error at most {float(se_share) * threshold:g}"
                 check.update(
                     value=None,
                     passed=False,
                     note=f"cannot be measured: {len(eligible)} {dim} group(s) with at least "
-                    f"{min_pos} positive child-months (and 50 children) in the test period",
+                    f"{why} in the test period",
                 )
             else:
                 hi = max(eligible, key=lambda g: g[figure])
                 lo = min(eligible, key=lambda g: g[figure])
                 gap = round(float(hi[figure] - lo[figure]), 5)
-                check.update(
-                    value=gap,
-                    passed=gap <= threshold,
-                    highest=hi["group"],
-                    lowest=lo["group"],
-                )
+                check.update(value=gap, passed=gap <= threshold, highest=hi["group"],
+                             lowest=lo["group"])  # fmt: skip
+                if alpha is not None:
+                    ses = [standard_error(g, figure) for g in eligible]
+                    if None in ses:
+                        check.update(passed=False, note="no standard error for the chance test")
+                    else:
+                        p = heterogeneity_p([g[figure] for g in eligible], ses)
+                        check.update(p_value=round(p, 4), alpha=alpha)
+                        if gap > threshold and p >= alpha:
+                            check["passed"] = True
+                            check["within_chance"] = True
             if oracle_audit is not None:
                 names = {g["group"] for g in eligible}
                 orc = [
@@ -205,6 +259,8 @@ def _reason(check: dict) -> str:
     text = f"{check['description']} {check['value']:.4g} is {op} {check['threshold']:g}"
     if "highest" in check:
         text += f" ({check['highest']} vs {check['lowest']})"
+    if "p_value" in check:
+        text += f", and the groups differ beyond chance (p = {check['p_value']:.3g})"
     return text
 
 

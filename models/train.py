@@ -51,7 +51,7 @@ from warehouse.db import connect
 MODEL_FILE = "model.joblib"
 CURRENT_FILE = "current"
 #: bump when training code changes in a way that should make a new version on the same data
-TRAINING_CODE_VERSION = "3"
+TRAINING_CODE_VERSION = "4"
 #: gradient boosting stops once the validation children's log loss has not improved for this
 #: many iterations (`max_iter` is then a cap); overridable per candidate with "n_iter_no_change"
 EARLY_STOPPING_ROUNDS = 25
@@ -94,6 +94,35 @@ class Log1pColumns(BaseEstimator, TransformerMixin):
         cols = list(self.columns)
         X[:, cols] = np.log1p(np.clip(X[:, cols], 0, None))
         return X
+
+
+class RankPreservingCalibration:
+    """A fitted calibration (`CalibratedClassifierCV` over the frozen chosen model) that keeps the
+    chosen model's ranking of children.
+
+    Isotonic calibration is a step function: every child in a step gets the same probability, so
+    the calibrated scores tie where the model had told the children apart, and ROC AUC, the
+    ranked list and the top k per month lose that information (on the 20,000-child county: test
+    AUC 0.7255 before calibration, 0.718 after).  Here the model's own probability b is mixed
+    into the calibrated p with weight e = TIE_BREAK, q = (1 - e) p + e b: within a step children
+    are ordered as the model orders them, and across steps nothing changes (e is far below any
+    step), so the
+    result is an increasing function of the model's score -- strictly, wherever two scores differ
+    by more than rounding (about 1e-9), so the same ranking and AUC as the model -- and no
+    probability moves by more than TIE_BREAK."""
+
+    TIE_BREAK = 1e-6
+
+    def __init__(self, calibrated: CalibratedClassifierCV, base) -> None:
+        self.calibrated = calibrated
+        self.base = base
+        self.classes_ = calibrated.classes_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = self.calibrated.predict_proba(X)[:, 1]
+        # a convex mix, so q stays in [0, 1] without clipping (which would tie again at 1)
+        q = (1.0 - self.TIE_BREAK) * p + self.TIE_BREAK * self.base.predict_proba(X)[:, 1]
+        return np.column_stack([1.0 - q, q])
 
 
 def make_model(candidate: dict, features: list[str], seed: int = 0):
@@ -718,8 +747,9 @@ def run(
     method = calibration
     if method == "auto":
         method = "isotonic" if yva.sum() >= 500 else "sigmoid"
-    calibrated = CalibratedClassifierCV(FrozenEstimator(best), method=method).fit(Xva, yva)
-    warnings = calibration_warnings(calibrated, tried[best_i]["validation_roc_auc"])
+    fitted = CalibratedClassifierCV(FrozenEstimator(best), method=method).fit(Xva, yva)
+    warnings = calibration_warnings(fitted, tried[best_i]["validation_roc_auc"])
+    calibrated = RankPreservingCalibration(fitted, best)
 
     pt = _predict(calibrated, X[part["test"]])
 

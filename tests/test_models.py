@@ -279,6 +279,32 @@ def test_retraining_on_same_features_reuses_the_version(county: Settings, traine
     assert sorted(p.name for p in county.models_dir.iterdir()) == before
 
 
+def test_calibrated_scores_keep_the_models_ranking(county: Settings, trained: dict):
+    """Isotonic steps would tie children the model tells apart: the published probability keeps
+    the model's order exactly and differs from the calibration's by at most TIE_BREAK."""
+    bundle, _ = train.load_current(county)
+    with connect(county) as con:
+        df = train.load_features(con)
+    X = df[bundle["features"]].to_numpy(np.float64)
+    assert isinstance(bundle["model"], train.RankPreservingCalibration)
+    # isotonic on this small county (the pipeline picks it from 500 validation positives)
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    iso = CalibratedClassifierCV(FrozenEstimator(bundle["base"]), method="isotonic")
+    model = train.RankPreservingCalibration(iso.fit(X, df["label"]), bundle["base"])
+    p = model.predict_proba(X)[:, 1]
+    base = bundle["base"].predict_proba(X)[:, 1]
+    plain = model.calibrated.predict_proba(X)[:, 1]
+    assert np.abs(p - plain).max() <= train.RankPreservingCalibration.TIE_BREAK
+    order = np.argsort(base, kind="stable")
+    steps_base, steps_p = np.diff(base[order]), np.diff(p[order])
+    # strictly ordered wherever the model's own scores differ by more than rounding (1e-9)
+    assert (steps_p[steps_base > 1e-9] > 0).all() and (steps_p >= 0).all()
+    assert len(np.unique(plain)) < 0.5 * len(np.unique(base))  # isotonic alone ties children
+    assert roc_auc_score(df["label"], p) == pytest.approx(roc_auc_score(df["label"], base))
+
+
 # ------------------------------------------------------------------ scoring
 def test_scores_have_reasons(county: Settings, trained: dict):
     figures = score.run(county)
