@@ -161,9 +161,11 @@ def _status(version: str, gate: dict, is_current: bool) -> str:
 
 def _details(meta: dict) -> str:
     hp = {k: v for k, v in (meta.get("hyper_parameters") or {}).items() if k != "kind"}
-    kind = {"logistic": "L2-regularised logistic regression", "hgb": "gradient boosting"}.get(
-        meta.get("model_kind"), meta.get("model_kind")
-    )
+    kind = {
+        "logistic": "L2-regularised logistic regression",
+        "hgb": "gradient boosting",
+        "blend": "mean log-odds of a logistic regression and a gradient boosting model",
+    }.get(meta.get("model_kind"), meta.get("model_kind"))
     return "## Model\n\n" + _table(
         ["", ""],
         [

@@ -5,8 +5,8 @@ reasons JSON)`.
 Owns the reason method (`contributions`, `reasons_for`) and the factor wording (`FACTORS`).
 Reasons are faithful to the model: for the logistic model a factor's contribution is the sum of
 coefficient x standardised value over its features (exact decomposition of the log-odds about the
-training mean); for gradient boosting it is the change in the model's log-odds when the factor's
-features are set to their training medians (a simple, faithful one-at-a-time method; factors can
+training mean); for gradient boosting and the blend of both kinds it is the change in the
+model's log-odds when the factor's features are set to their training medians (a simple, faithful one-at-a-time method; factors can
 interact, so contributions need not add up to the score).  A score is a prompt for professional
 judgement, never a decision.
 
