@@ -119,6 +119,14 @@ class LogitBlend(ClassifierMixin, BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return True
 
+    def fit(self, X=None, y=None) -> LogitBlend:
+        """Nothing to learn: the parts arrive fitted (sklearn's calibration wraps the blend in a
+        FrozenEstimator, which never calls this)."""
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
     @property
     def classes_(self) -> np.ndarray:
         return self.parts[0].classes_

@@ -178,6 +178,53 @@ def test_gate_checks_pass_fail_and_not_applicable():
     assert [c["passed"] for c in with_oracle["checks"]] == [c["passed"] for c in out["checks"]]
 
 
+def _grp(name: str, value: float, se: float, positives: int = 40) -> dict:
+    half = 1.959964 * se
+    return {"group": name, "positives": positives, "calibration_difference": value,
+            "calibration_difference_ci": [value - half, value + half]}  # fmt: skip
+
+
+def test_gate_v2_judges_a_gap_against_chance_and_precision():
+    from scipy.stats import chi2
+
+    assert gate.heterogeneity_p([0.0, 0.01], [0.0025, 0.0025]) == pytest.approx(chi2.sf(8.0, 1))
+    v2 = gate.Gate(
+        version="t2",
+        agreed="t",
+        fairness={"min_positives": 20, "max_calibration_gap": 0.005, "dimensions": ["ethnicity"],
+                  "chance_test_alpha": 0.05, "max_standard_error_share": 1.0},
+    )  # fmt: skip
+
+    def run(groups: list[dict]) -> dict:
+        audit = {"dimensions": {"ethnicity": {"groups": groups}}}
+        return gate.check({}, audit, v2)["checks"][0]
+
+    # a 0.007 gap between two groups each measured to +-0.0035 (se): within chance -> passes
+    noisy = run([_grp("a", 0.003, 0.0035), _grp("b", -0.004, 0.0035)])
+    assert noisy["value"] == pytest.approx(0.007) and noisy["passed"] is True
+    assert noisy["within_chance"] is True and noisy["p_value"] > 0.05
+    # the same gap measured to +-0.001: beyond chance -> fails, and the reason says so
+    precise = run([_grp("a", 0.003, 0.001), _grp("b", -0.004, 0.001)])
+    assert precise["passed"] is False and precise["p_value"] < 0.001
+    out = gate.check({}, {"dimensions": {"ethnicity": {"groups": [
+        _grp("a", 0.003, 0.001), _grp("b", -0.004, 0.001)]}}}, v2)  # fmt: skip
+    assert "beyond chance" in out["reasons"][0] and out["promoted"] is False
+    # a gap within the maximum passes whatever the test says
+    small = run([_grp("a", 0.002, 0.0001), _grp("b", -0.002, 0.0001)])
+    assert small["passed"] is True and "within_chance" not in small
+    # a group measured more loosely than the maximum is named and left out; one group left
+    # means the gap cannot be measured -> fails (fairness that cannot be shown is not assumed)
+    loose = run([_grp("a", 0.0, 0.001), _grp("b", 0.03, 0.006)])
+    assert loose["groups_too_imprecise"] == ["b"] and loose["groups_compared"] == ["a"]
+    assert loose["passed"] is False and "cannot be measured" in loose["note"]
+    # version 1 (no chance test): the noisy gap fails on its point estimate
+    v1 = gate.Gate(version="t1", agreed="t",
+                   fairness={"min_positives": 20, "max_calibration_gap": 0.005})  # fmt: skip
+    audit = {"dimensions": {"ethnicity": {"groups": [_grp("a", 0.003, 0.0035),
+                                                     _grp("b", -0.004, 0.0035)]}}}  # fmt: skip
+    assert gate.check({}, audit, v1)["promoted"] is False
+
+
 def test_failing_model_is_registered_not_promoted_and_previous_stays_current(
     county: Settings, promoted: dict, tmp_path
 ):
