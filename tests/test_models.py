@@ -279,6 +279,38 @@ def test_retraining_on_same_features_reuses_the_version(county: Settings, traine
     assert sorted(p.name for p in county.models_dir.iterdir()) == before
 
 
+def test_blend_is_offered_and_can_be_calibrated_and_explained(county: Settings, trained: dict):
+    """The blend of the best logistic and the best boosting is a candidate like the others; as
+    the chosen model it calibrates, scores and gets one-at-a-time reasons."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    metrics = train.read_metrics(county, trained["version"])
+    blends = [c for c in metrics["candidates"] if c["kind"] == "blend"]
+    assert len(blends) == 1 and {p["kind"] for p in blends[0]["of"]} == {"logistic", "hgb"}
+    assert 0.5 <= blends[0]["validation_roc_auc"] <= 1
+
+    bundle, _ = train.load_current(county)
+    with connect(county) as con:
+        df = train.load_features(con)
+    X = df[bundle["features"]].to_numpy(np.float64)
+    y = df["label"].to_numpy()
+    parts = [train.make_model(c, bundle["features"]).fit(X, y) for c in FAST_CANDIDATES]
+    blend = train.LogitBlend(tuple(parts))
+    logits = [np.log(m.predict_proba(X)[:, 1] / m.predict_proba(X)[:, 0]) for m in parts]
+    assert blend.decision_function(X) == pytest.approx(np.mean(logits, axis=0), abs=1e-6)
+    cal = CalibratedClassifierCV(FrozenEstimator(blend), method="sigmoid").fit(X, y)
+    model = train.RankPreservingCalibration(cal, blend)
+    assert model.predict_proba(X[:5]).shape == (5, 2)
+    contrib = score.contributions(
+        {"kind": "blend", "features": bundle["features"], "base": blend,
+         "reference": bundle["reference"]},
+        X[:200],
+    )  # fmt: skip
+    assert list(contrib.columns) == list(score.FACTORS) and np.isfinite(contrib.to_numpy()).all()
+    assert (contrib.abs().to_numpy() > 0).any()
+
+
 def test_calibrated_scores_keep_the_models_ranking(county: Settings, trained: dict):
     """Isotonic steps would tie children the model tells apart: the published probability keeps
     the model's order exactly and differs from the calibration's by at most TIE_BREAK."""
