@@ -67,7 +67,13 @@ LIMITATIONS = """\
   flag-rate-to-prevalence ratios above show where that happens.
 - **Small groups.** Groups with fewer than 50 children in the test period are listed as too few
   to report; their figures would be noise. Gaps are the largest minus the smallest estimate, so
-  they are biased upwards in small groups: read them with their CIs.
+  they are biased upwards in small groups: read them with their CIs. The gate lets a gap above
+  its maximum through only when chance explains it; on a county of 20,000 children that test
+  catches one group miscalibrated by 1 percentage point about 19 times in 20, but a half-point
+  miscalibration only about half the time.
+- **Equal error rates are not possible with equal calibration.** Groups have different outcome
+  rates, so even the true probabilities miss different shares of each group's children at a
+  fixed capacity (the oracle's FNR gap in the gate table, on synthetic data).
 - **Linkage errors carry into the scores.** A missed link hides a child's events from the
   model (lower scores); a false merge adds someone else's events (higher scores, wrong
   reasons). Both fall unevenly by group (see the linkage section).
