@@ -69,8 +69,8 @@ LIMITATIONS = """\
   to report; their figures would be noise. Gaps are the largest minus the smallest estimate, so
   they are biased upwards in small groups: read them with their CIs. The gate lets a gap above
   its maximum through only when chance explains it; on a county of 20,000 children that test
-  catches one group miscalibrated by 1 percentage point about 19 times in 20, but a half-point
-  miscalibration only about half the time.
+  caught one group miscalibrated by 1 percentage point in 138 of 144 trials, but a half-point
+  miscalibration in only 85 of 144.
 - **Equal error rates are not possible with equal calibration.** Groups have different outcome
   rates, so even the true probabilities miss different shares of each group's children at a
   fixed capacity (the oracle's FNR gap in the gate table, on synthetic data).
