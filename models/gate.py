@@ -6,10 +6,12 @@ thresholds) into a `Gate`, and `check(metrics, fairness, gate)`, which returns t
 `{promoted, reasons, checks: [{name, value, threshold, passed, ...}], gate: {version, agreed,
 file, sha256}}`.  A check passes, fails, or (only the oracle check, on real data where there is
 no oracle) is not applicable (`passed: None`); the model is promoted only if no check failed.  A
-figure the gate needs that could not be measured fails its check.
+figure the gate needs that could not be measured fails its check.  Fairness gaps
+(`gap_checks`) can be judged against chance (`heterogeneity_p`, Cochran's Q on the groups'
+child-bootstrap standard errors) and with a precision floor per group, when the gate file says so.
 
 `models.train.run` registers every model and moves `current` only when the gate passes.  Imports
-nothing from the project.
+nothing from the project (scipy for the chi-squared tail).
 """
 
 from __future__ import annotations
