@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -404,25 +403,20 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
 
 def record(con: Any, settings: Settings, outcome: dict) -> None:
     """Store one outcome in `audit.validations` and the GX results store (for Data Docs)."""
-    from expectations.validate import store_for_docs
+    from expectations.validate import record_validation, store_for_docs
 
-    con.execute(
-        "INSERT INTO audit.validations (validation_id, load_id, target, suite_name, "
-        "suite_version, success, outcome, n_rows, n_staged, n_quarantined, statistics, results, "
-        "validated_at, validated_by) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)",
-        [
-            uuid.uuid4().hex,
-            outcome["table"],
-            outcome["suite_name"],
-            outcome["suite_version"],
-            outcome["success"],
-            outcome["outcome"],
-            outcome["n_rows"],
-            json.dumps(outcome["statistics"], default=str),
-            json.dumps(outcome["results"], default=str),
-            datetime.now(),
-            outcome["run_by"],
-        ],
+    record_validation(
+        con,
+        target=outcome["table"],
+        suite_name=outcome["suite_name"],
+        suite_version=outcome["suite_version"],
+        success=outcome["success"],
+        outcome=outcome["outcome"],
+        n_rows=outcome["n_rows"],
+        statistics=outcome["statistics"],
+        results=outcome["results"],
+        validated_at=datetime.now(),
+        validated_by=outcome["run_by"],
     )
     suite_result = outcome.get("_suite_result")
     if suite_result is not None:

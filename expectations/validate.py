@@ -547,26 +547,21 @@ def _validate_load(con: Any, context: Any, load: dict, run_by: str) -> tuple[dic
             "seconds_gx": round(gx_seconds, 3),
             "seconds_total": round(time.perf_counter() - started, 3),
         }
-        con.execute(
-            "INSERT INTO audit.validations (validation_id, load_id, target, suite_name, "
-            "suite_version, success, outcome, n_rows, n_staged, n_quarantined, statistics, "
-            "results, validated_at, validated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                uuid.uuid4().hex,
-                load_id,
-                load_id,
-                suite_dict["name"],
-                version,
-                bool(suite_result.success),
-                outcome,
-                n_raw,
-                n_staged,
-                n_quarantined,
-                json.dumps(statistics),
-                json.dumps(summaries),
-                now,
-                run_by,
-            ],
+        record_validation(
+            con,
+            target=load_id,
+            load_id=load_id,
+            suite_name=suite_dict["name"],
+            suite_version=version,
+            success=bool(suite_result.success),
+            outcome=outcome,
+            n_rows=n_raw,
+            n_staged=n_staged,
+            n_quarantined=n_quarantined,
+            statistics=statistics,
+            results=summaries,
+            validated_at=now,
+            validated_by=run_by,
         )
     figures = {
         "load_id": load_id,
@@ -587,6 +582,48 @@ def _ingest_copy(load: dict) -> str | None:
     """Ingest keeps a copy of a file whose header differs; point at it when it exists."""
     path = load.get("quarantine_copy")
     return str(path) if path and Path(path).exists() else None
+
+
+def record_validation(
+    con: Any,
+    *,
+    target: str,
+    suite_name: str,
+    suite_version: str,
+    success: bool,
+    outcome: str,
+    n_rows: int,
+    statistics: dict,
+    results: list,
+    validated_at: datetime,
+    validated_by: str,
+    load_id: str | None = None,
+    n_staged: int | None = None,
+    n_quarantined: int | None = None,
+) -> None:
+    """One row of the append-only `audit.validations`: every suite run on an agency batch
+    (validate), a release (warehouse.release) or a derived table (expectations.downstream)."""
+    con.execute(
+        "INSERT INTO audit.validations (validation_id, load_id, target, suite_name, "
+        "suite_version, success, outcome, n_rows, n_staged, n_quarantined, statistics, "
+        "results, validated_at, validated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            uuid.uuid4().hex,
+            load_id,
+            target,
+            suite_name,
+            suite_version,
+            success,
+            outcome,
+            n_rows,
+            n_staged,
+            n_quarantined,
+            json.dumps(statistics, default=str),
+            json.dumps(results, default=str),
+            validated_at,
+            validated_by,
+        ],
+    )
 
 
 def stage_rows(con: Any, load_id: str, kind: str, skip_staged: bool = False) -> None:

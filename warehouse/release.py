@@ -469,28 +469,21 @@ def _release(
             "staged_rows_now_failing": figures.get("staged_rows_now_failing"),
             "people_load_for_integrity": check.people_load if check else None,
         }
-        con.execute(
-            "INSERT INTO audit.validations (validation_id, load_id, target, suite_name, "
-            "suite_version, success, outcome, n_rows, n_staged, n_quarantined, statistics, "
-            "results, validated_at, validated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                uuid.uuid4().hex,
-                load_id,
-                load_id,
-                suite["name"],
-                str(suite["meta"]["version"]),
-                bool(check.result.success) if check else False,
-                "force_released" if force else "released",
-                counts["rows_in"],
-                counts["staged"],
-                counts["quarantined"],
-                json.dumps(statistics),
-                json.dumps(
-                    [validate.result_summary(r) for r in check.result.results] if check else []
-                ),
-                now,
-                by,
-            ],
+        validate.record_validation(
+            con,
+            target=load_id,
+            load_id=load_id,
+            suite_name=suite["name"],
+            suite_version=str(suite["meta"]["version"]),
+            success=bool(check.result.success) if check else False,
+            outcome="force_released" if force else "released",
+            n_rows=counts["rows_in"],
+            n_staged=counts["staged"],
+            n_quarantined=counts["quarantined"],
+            statistics=statistics,
+            results=[validate.result_summary(r) for r in check.result.results] if check else [],
+            validated_at=now,
+            validated_by=by,
         )
         con.execute(
             "INSERT INTO audit.releases (release_id, load_id, agency, kind, file_name, scope, "
