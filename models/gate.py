@@ -198,10 +198,10 @@ def gap_checks(
         figure, what = GAP_CHECKS[key]
         for dim in dims:
             eligible = _eligible(fairness_audit, dim, figure, min_pos)
+            ses = {g["group"]: standard_error(g, figure) for g in eligible}
             imprecise: list[str] = []
             if se_share is not None:
                 limit = float(se_share) * float(threshold)
-                ses = {g["group"]: standard_error(g, figure) for g in eligible}
                 imprecise = [n for n, se in ses.items() if se is None or se > limit]
                 eligible = [g for g in eligible if g["group"] not in imprecise]
             check = {
@@ -233,11 +233,11 @@ def gap_checks(
                 check.update(value=gap, passed=gap <= threshold, highest=hi["group"],
                              lowest=lo["group"])  # fmt: skip
                 if alpha is not None:
-                    ses = [standard_error(g, figure) for g in eligible]
-                    if None in ses:
+                    compared = [ses[g["group"]] for g in eligible]
+                    if None in compared:
                         check.update(passed=False, note="no standard error for the chance test")
                     else:
-                        p = heterogeneity_p([g[figure] for g in eligible], ses)
+                        p = heterogeneity_p([g[figure] for g in eligible], compared)
                         check.update(p_value=round(p, 4), alpha=alpha)
                         if gap > threshold and p >= alpha:
                             check["passed"] = True

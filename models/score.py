@@ -27,7 +27,7 @@ import pandas as pd
 from expectations.downstream import checked_transaction
 from joinedup.config import Settings
 from models.features import EVENT_GROUPS, MONTHS_SINCE_CAP, WINDOWS, feature_columns
-from models.train import NoPromotedModelError, load_current
+from models.train import NoPromotedModelError, load_current, logit
 from warehouse.db import connect, transaction
 
 TOP_REASONS = 3
@@ -127,11 +127,6 @@ def describe(factor: str, row: Mapping[str, Any]) -> str:
     raise KeyError(factor)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1 - 1e-9)
-    return np.log(p / (1 - p))
-
-
 def contributions(bundle: dict, X: np.ndarray) -> pd.DataFrame:
     """Per-child, per-factor contribution to the (uncalibrated) log-odds; columns = FACTORS."""
     features = bundle["features"]
@@ -144,7 +139,7 @@ def contributions(bundle: dict, X: np.ndarray) -> pd.DataFrame:
         for factor, cols in FACTORS.items():
             out[factor] = C[:, [idx[c] for c in cols]].sum(axis=1)
     else:
-        f0 = _logit(base.predict_proba(X)[:, 1])
+        f0 = logit(base.predict_proba(X)[:, 1])
         ref = bundle["reference"]
         for factor, cols in FACTORS.items():
             positions = [idx[c] for c in cols]
@@ -156,7 +151,7 @@ def contributions(bundle: dict, X: np.ndarray) -> pd.DataFrame:
             if differs.any():
                 Xr = X[differs].copy()
                 Xr[:, positions] = values
-                contribution[differs] = f0[differs] - _logit(base.predict_proba(Xr)[:, 1])
+                contribution[differs] = f0[differs] - logit(base.predict_proba(Xr)[:, 1])
             out[factor] = contribution
     return pd.DataFrame(out)
 

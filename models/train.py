@@ -96,9 +96,15 @@ class Log1pColumns(BaseEstimator, TransformerMixin):
         return X
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped away from 0 and 1 (also used by the reasons)."""
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return np.log(p / (1 - p))
+
+
+def mean_logit_probability(probabilities: list[np.ndarray]) -> np.ndarray:
+    """The probability whose log-odds is the mean of the given probabilities' log-odds."""
+    return 1.0 / (1.0 + np.exp(-np.mean([logit(p) for p in probabilities], axis=0)))
 
 
 class LogitBlend(ClassifierMixin, BaseEstimator):
@@ -132,10 +138,10 @@ class LogitBlend(ClassifierMixin, BaseEstimator):
         return self.parts[0].classes_
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.mean([_logit(m.predict_proba(X)[:, 1]) for m in self.parts], axis=0)
+        return np.mean([logit(m.predict_proba(X)[:, 1]) for m in self.parts], axis=0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        p = mean_logit_probability([m.predict_proba(X)[:, 1] for m in self.parts])
         return np.column_stack([1.0 - p, p])
 
 
@@ -143,17 +149,17 @@ def blend_of(tried: list[dict], fitted: dict[int, object], val_p: dict[int, np.n
     """The blend candidate of the best logistic and the best gradient boosting in `tried` (by
     validation AUC, then log loss): (candidate dict, LogitBlend, validation probabilities), or
     None when one kind is missing."""
-    best: dict[str, int] = {}
-    for i, t in enumerate(tried):
-        key = (t["validation_roc_auc"], -t["validation_log_loss"])
-        j = best.get(t["kind"])
-        if j is None or key > (tried[j]["validation_roc_auc"], -tried[j]["validation_log_loss"]):
-            best[t["kind"]] = i
-    if "logistic" not in best or "hgb" not in best:
-        return None
-    idx = (best["logistic"], best["hgb"])
+    idx = []
+    for kind in ("logistic", "hgb"):
+        of_kind = [i for i, t in enumerate(tried) if t["kind"] == kind]
+        if not of_kind:
+            return None
+        idx.append(
+            max(of_kind, key=lambda i: (tried[i]["validation_roc_auc"],
+                                        -tried[i]["validation_log_loss"]))
+        )  # fmt: skip
     model = LogitBlend(tuple(fitted[i] for i in idx))
-    pv = 1.0 / (1.0 + np.exp(-np.mean([_logit(val_p[i]) for i in idx], axis=0)))
+    pv = mean_logit_probability([val_p[i] for i in idx])
     parts = [{k: v for k, v in tried[i].items() if not k.startswith("validation_")} for i in idx]
     return {"kind": "blend", "of": parts}, model, pv
 
@@ -168,10 +174,9 @@ class RankPreservingCalibration:
     AUC 0.7255 before calibration, 0.718 after).  Here the model's own probability b is mixed
     into the calibrated p with weight e = TIE_BREAK, q = (1 - e) p + e b: within a step children
     are ordered as the model orders them, and across steps nothing changes (e is far below any
-    step), so the
-    result is an increasing function of the model's score -- strictly, wherever two scores differ
-    by more than rounding (about 1e-9), so the same ranking and AUC as the model -- and no
-    probability moves by more than TIE_BREAK."""
+    step), so the result is an increasing function of the model's score -- strictly, wherever
+    two scores differ by more than rounding (about 1e-9), so the same ranking and AUC as the
+    model -- and no probability moves by more than TIE_BREAK."""
 
     TIE_BREAK = 1e-6
 
@@ -823,9 +828,9 @@ def run(
     method = calibration
     if method == "auto":
         method = "isotonic" if yva.sum() >= 500 else "sigmoid"
-    fitted = CalibratedClassifierCV(FrozenEstimator(best), method=method).fit(Xva, yva)
-    warnings = calibration_warnings(fitted, tried[best_i]["validation_roc_auc"])
-    calibrated = RankPreservingCalibration(fitted, best)
+    calibrator = CalibratedClassifierCV(FrozenEstimator(best), method=method).fit(Xva, yva)
+    warnings = calibration_warnings(calibrator, tried[best_i]["validation_roc_auc"])
+    calibrated = RankPreservingCalibration(calibrator, best)
 
     pt = _predict(calibrated, X[part["test"]])
 
