@@ -5,7 +5,9 @@ being written.
 `make_linked_warehouse(settings, children=..., seed=...)` generates a county (with
 `synth.generate.run` when that module exists, else with the small stand-in generator below, which
 writes the same files), then loads `reference.areas`, `linked.children` and `linked.events` from
-the raw extracts and truth.  It owns nothing else; it is not part of the pipeline.
+the raw extracts and truth.  `county_with_features(home, children=..., seed=...)` does that in
+a fresh home and builds `features.child_month` (with its checks): the module-scoped county of the
+model tests.  It owns nothing else; it is not part of the pipeline.
 """
 
 from __future__ import annotations
@@ -405,3 +407,13 @@ def make_linked_warehouse(
     figures = {"generate": generate(settings, children, seed, use_synth)}
     figures["load"] = load_linked_from_truth(settings)
     return figures
+
+
+def county_with_features(home: Path, children: int, seed: int) -> Settings:
+    """Settings for `home` with a linked county from truth and features built (checked)."""
+    from models import features
+
+    settings = Settings.from_env(home)
+    make_linked_warehouse(settings, children=children, seed=seed)
+    features.run(settings)
+    return settings

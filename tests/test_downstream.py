@@ -13,17 +13,14 @@ from expectations import downstream
 from expectations.checks import load_named_suite
 from joinedup.config import Settings
 from models import features
-from tests.models_fixture import make_linked_warehouse
+from tests.models_fixture import county_with_features
 from warehouse.db import connect, transaction
 
 
 @pytest.fixture(scope="module")
 def county(tmp_path_factory) -> Settings:
     """A small county with linked tables from truth and features built (checked)."""
-    settings = Settings.from_env(tmp_path_factory.mktemp("downstream"))
-    make_linked_warehouse(settings, children=600, seed=5)
-    features.run(settings)
-    return settings
+    return county_with_features(tmp_path_factory.mktemp("downstream"), children=600, seed=5)
 
 
 def _audit(settings: Settings, table: str) -> list[tuple]:

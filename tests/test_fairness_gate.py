@@ -15,8 +15,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from joinedup import cli
 from joinedup.config import Settings
-from models import card, fairness, features, gate, train
-from tests.models_fixture import make_linked_warehouse
+from models import card, fairness, gate, train
+from tests.models_fixture import county_with_features
 from warehouse.db import connect
 
 FAST = ({"kind": "logistic", "C": 0.01},)
@@ -28,10 +28,7 @@ STRICT = gate.Gate(version="test-strict", agreed="n/a", performance={"min_roc_au
 
 @pytest.fixture(scope="module")
 def county(tmp_path_factory) -> Settings:
-    settings = Settings.from_env(tmp_path_factory.mktemp("fair"))
-    make_linked_warehouse(settings, children=2000, seed=5)
-    features.run(settings)
-    return settings
+    return county_with_features(tmp_path_factory.mktemp("fair"), children=2000, seed=5)
 
 
 @pytest.fixture(scope="module")

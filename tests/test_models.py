@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from joinedup import contract
 from joinedup.config import Settings
 from models import features, forecast, gate, score, train
-from tests.models_fixture import make_linked_warehouse
+from tests.models_fixture import county_with_features
 from warehouse.db import connect
 
 #: these tests are about the registry and scoring mechanics, not the deployment gate (which
@@ -38,10 +38,7 @@ FAST_CANDIDATES = (
 @pytest.fixture(scope="module")
 def county(tmp_path_factory) -> Settings:
     """A 2,500-child county with linked tables from truth, features built and a model trained."""
-    settings = Settings.from_env(tmp_path_factory.mktemp("county"))
-    make_linked_warehouse(settings, children=2500, seed=11)
-    features.run(settings)
-    return settings
+    return county_with_features(tmp_path_factory.mktemp("county"), children=2500, seed=11)
 
 
 @pytest.fixture(scope="module")
