@@ -106,6 +106,15 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _timing(run: dict) -> dict:
+    """Wall seconds of the stage's process, the stage's own seconds, and its peak RSS."""
+    return {
+        "seconds": run["seconds"],
+        "stage_seconds": run["figures"].get("seconds"),
+        "peak_mib": run["peak_mib"],
+    }
+
+
 def _rate(n: float | None, seconds: float) -> float | None:
     return round(n / seconds, 1) if n and seconds else None
 
@@ -195,16 +204,12 @@ def main() -> None:
         "rows_by_split": window.get("rows"),
         "positives_by_split": window.get("positives"),
         "features": {
-            "seconds": timed["features"]["seconds"],
-            "stage_seconds": feats.get("seconds"),
-            "peak_mib": timed["features"]["peak_mib"],
+            **_timing(timed["features"]),
             "rows": feats.get("rows"),
             "rows_per_second": _rate(feats.get("rows"), timed["features"]["seconds"]),
         },
         "train": {
-            "seconds": timed["train"]["seconds"],
-            "stage_seconds": train.get("seconds"),
-            "peak_mib": timed["train"]["peak_mib"],
+            **_timing(timed["train"]),
             "reused": train.get("reused"),
             "fitting_rows_train_plus_validation": fit_rows,
             "fitting_rows_per_second": _rate(fit_rows, timed["train"]["seconds"]),
@@ -219,9 +224,7 @@ def main() -> None:
             "committed_gate_failed_checks": verdict["reasons"],
         },
         "score": {
-            "seconds": timed["score"]["seconds"],
-            "stage_seconds": score.get("seconds"),
-            "peak_mib": timed["score"]["peak_mib"],
+            **_timing(timed["score"]),
             "children_scored": score.get("children_scored"),
             "children_per_second": _rate(score.get("children_scored"), timed["score"]["seconds"]),
         },
