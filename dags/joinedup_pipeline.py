@@ -1,7 +1,12 @@
 """The hub pipeline as an Airflow 3 DAG: thin orchestration only.
 
-One task per hub stage from `joinedup.stages.HUB_STAGES`, in order, each calling the same stage
-function as the CLI and the tests (`joinedup.stages.run_stage`).  Each task declares the warehouse
+One task per stage from `joinedup.stages.PIPELINE_STAGES`, in order: the linkage unit's stages
+(ingest and validate its people encodings, link, hand the token -> child id mapping to the hub),
+then the analytics hub's (ingest and validate attributes and events, assemble, features, train,
+score, forecast, publish), each calling the same stage function as the CLI and the tests
+(`joinedup.stages.run_stage`), which runs it with its own unit's settings and store.  In a
+deployment where the linkage unit is another organisation, it runs the `link_*` tasks (or this DAG
+with `JOINEDUP_UNIT=linkage`) and the hub the rest (`JOINEDUP_UNIT=hub`).  Each task declares the warehouse
 layer it produces as an Asset.  Heavy libraries (pandas, GX, Splink, scikit-learn) are imported
 inside the stage functions, never at parse time.  Stages are idempotent, so a retry or a rerun
 of a failed run is safe.
@@ -15,13 +20,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from joinedup.stages import HUB_STAGES, STAGES
+from joinedup.stages import HUB_STAGES, LINKAGE_STAGES, PIPELINE_STAGES, STAGES
 
 #: the layer each stage produces, as an Asset (data-aware scheduling and lineage in the UI)
 PRODUCES: dict[str, str] = {
+    "link_ingest": "joinedup://linkage_unit/raw",
+    "link_validate": "joinedup://linkage_unit/staging",
+    "link": "joinedup://linkage_unit/handoff",
     "ingest": "joinedup://warehouse/raw",
     "validate": "joinedup://warehouse/staging",
-    "link": "joinedup://warehouse/linked",
+    "assemble": "joinedup://warehouse/linked",
     "features": "joinedup://warehouse/features",
     "train": "joinedup://models/registry",
     "score": "joinedup://warehouse/scores",
@@ -56,8 +64,10 @@ def _stage_task(name: str):
     doc_md=__doc__,
 )
 def joinedup_pipeline():
+    unit = os.environ.get("JOINEDUP_UNIT", "")
+    names = {"linkage": LINKAGE_STAGES, "hub": HUB_STAGES}.get(unit, PIPELINE_STAGES)
     previous = None
-    for name in HUB_STAGES:
+    for name in names:
         current = _stage_task(name)
         if previous is not None:
             previous >> current

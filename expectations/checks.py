@@ -1,9 +1,9 @@
 """Derived check columns and suite loading: everything the suites need that is not a plain column.
 
 Great Expectations checks columns; some rules need a value computed from several columns or from
-the warehouse (is `event_date` a real calendar date, is it after the extract date, is this the first
+the store (is `event_month` a real month, is it after the extract date, is this the first
 time this `event_token` appears in the file, does `record_token` belong to the agency's latest
-people file).  `derive()` adds one column per such rule, computed vectorised in pandas before
+attributes file, was a value of the row not stored because it lacked its column's shape).  `derive()` adds one column per such rule, computed vectorised in pandas before
 validation.  Each derived column is True (rule holds), False (rule broken) or None/NaN (rule does
 not apply to this row, e.g. the source value is empty or already fails its format rule), so a row
 is flagged by exactly one expectation for one fault.  The suites (`suites/*.json`) list the
@@ -31,7 +31,7 @@ SENSITIVE_COLUMNS: frozenset[str] = frozenset(
     contract.TOKEN_COLUMNS + contract.BLOOM_COLUMNS + ("event_token",)
 )
 
-EARLIEST_EVENT_DATE = "2000-01-01"
+EARLIEST_EVENT_MONTH = "2000-01"
 #: a child is aged 0 to MAX_AGE_YEARS (inclusive) at the extract date
 MAX_AGE_YEARS = 25
 
@@ -43,21 +43,34 @@ DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
         "extract_date_matches_file",
         "sex_is_female",
         "sex_is_unknown",
+        "values_stored",
+        "batch_volume_ratio",
+        "extract_not_before_previous",
+    ),
+    "attributes": (
+        "record_token_first_occurrence",
+        "birth_year_plausible",
+        "extract_date_is_real_date",
+        "extract_date_matches_file",
+        "sex_is_female",
+        "sex_is_unknown",
+        "values_stored",
         "batch_volume_ratio",
         "extract_not_before_previous",
     ),
     "events": (
         "event_token_first_occurrence",
-        "event_date_is_real_date",
-        "event_date_not_after_extract",
-        "event_date_not_before_2000",
+        "event_month_is_real_month",
+        "event_month_not_after_extract",
+        "event_month_not_before_2000",
         "value_is_number",
         "value_present_if_required",
         "value_empty_if_not_required",
         "attendance_value",
-        "record_token_in_people",
+        "record_token_in_attributes",
         "extract_date_is_real_date",
         "extract_date_matches_file",
+        "values_stored",
         "batch_volume_ratio",
         "extract_not_before_previous",
     ),
@@ -135,12 +148,14 @@ def derive(
     file_extract_date: str | None,
     people_tokens: set[str] | pd.Index | None = None,
     previous: dict | None = None,
+    scrubbed_rows: set[int] | None = None,
 ) -> pd.DataFrame:
     """The derived check columns for a batch (same index as `frame`).
 
     `frame` holds the contract columns as text (missing ones may be absent: their rules then give
     None).  `file_extract_date` is the load's extract date (YYYY-MM-DD) or None; `people_tokens`
-    the record tokens an events batch may refer to; `previous` the agency's previous accepted
+    the record tokens an events batch may refer to (those of the agency's attributes file);
+    `scrubbed_rows` the rows with a value that was not stored (`quarantine.scrubbed`); `previous` the agency's previous accepted
     batch of the same kind (`rows`, `extract_date` as YYYY-MM-DD or None), or None for a first
     batch (the volume and freshness rules then do not apply).
     """
@@ -154,21 +169,28 @@ def derive(
     out["extract_date_matches_file"] = _tristate(f["extract_date"].eq(file_extract_date), applies)
     reference = _reference_extract(f, extract_real, file_extract_date)
 
-    if kind == "people":
+    if kind in ("people", "attributes"):
         out["record_token_first_occurrence"] = _first_occurrence(f["record_token"])
-        bym = f["birth_year_month"].astype("string")
-        well_formed = bym.str.fullmatch(_YEAR_MONTH_RE).fillna(False).astype(bool)
-        has_ref = reference.notna()
-        born = pd.to_numeric(bym.str.slice(0, 4), errors="coerce") * 12 + pd.to_numeric(
-            bym.str.slice(5, 7), errors="coerce"
-        )
         ref = reference.astype("string")
         at = pd.to_numeric(ref.str.slice(0, 4), errors="coerce") * 12 + pd.to_numeric(
             ref.str.slice(5, 7), errors="coerce"
         )
-        age_months = (at - born).fillna(-1)
-        ok = (age_months >= 0) & (age_months < (MAX_AGE_YEARS + 1) * 12)
-        out["birth_year_month_plausible"] = _tristate(ok, well_formed & has_ref)
+        has_ref = reference.notna()
+        if kind == "people":
+            bym = f["birth_year_month"].astype("string")
+            well_formed = bym.str.fullmatch(_YEAR_MONTH_RE).fillna(False).astype(bool)
+            born = pd.to_numeric(bym.str.slice(0, 4), errors="coerce") * 12 + pd.to_numeric(
+                bym.str.slice(5, 7), errors="coerce"
+            )
+            age_months = (at - born).fillna(-1)
+            ok = (age_months >= 0) & (age_months < (MAX_AGE_YEARS + 1) * 12)
+            out["birth_year_month_plausible"] = _tristate(ok, well_formed & has_ref)
+        else:
+            year = f["birth_year"].astype("string")
+            well_formed = year.str.fullmatch(r"[0-9]{4}").fillna(False).astype(bool)
+            age_years = (ref.str.slice(0, 4).astype("Float64") - year.astype("Float64")).fillna(-1)
+            ok = (age_years >= 0) & (age_years <= MAX_AGE_YEARS + 1)
+            out["birth_year_plausible"] = _tristate(ok, well_formed & has_ref)
         sex = f["sex"]
         out["sex_is_female"] = np.where(sex.eq("F"), 1.0, np.where(sex.eq("M"), 0.0, np.nan))
         out["sex_is_unknown"] = np.where(
@@ -176,14 +198,17 @@ def derive(
         )
     elif kind == "events":
         out["event_token_first_occurrence"] = _first_occurrence(f["event_token"])
-        event_real = real_date(f["event_date"])
-        out["event_date_is_real_date"] = event_real
-        is_real = event_real.eq(True)
-        dates = f["event_date"].astype("string")
-        after_ok = dates.le(reference.astype("string")).fillna(False).astype(bool)
-        out["event_date_not_after_extract"] = _tristate(after_ok, is_real & reference.notna())
-        before_ok = dates.ge(EARLIEST_EVENT_DATE).fillna(False).astype(bool)
-        out["event_date_not_before_2000"] = _tristate(before_ok, is_real)
+        months = f["event_month"].astype("string")
+        well_formed = months.str.fullmatch(_YEAR_MONTH_RE).fillna(False).astype(bool)
+        month_shape = months.str.fullmatch(r"[0-9]{4}-[0-9]{2}").fillna(False).astype(bool)
+        out["event_month_is_real_month"] = _tristate(well_formed, month_shape)
+        is_real = well_formed
+        after_ok = months.le(reference.astype("string").str.slice(0, 7)).fillna(False)
+        out["event_month_not_after_extract"] = _tristate(
+            after_ok.astype(bool), is_real & reference.notna()
+        )
+        before_ok = months.ge(EARLIEST_EVENT_MONTH).fillna(False).astype(bool)
+        out["event_month_not_before_2000"] = _tristate(before_ok, is_real)
         value = f["value"]
         present = value.notna()
         numeric = value.astype("string").str.fullmatch(_NUMBER_RE).fillna(False).astype(bool)
@@ -197,9 +222,11 @@ def derive(
         out["attendance_value"] = number.where(attendance).astype(float)
         tokens = pd.Index(list(people_tokens) if people_tokens is not None else [])
         record = f["record_token"]
-        out["record_token_in_people"] = _tristate(record.isin(tokens), record.notna())
+        out["record_token_in_attributes"] = _tristate(record.isin(tokens), record.notna())
     else:
         raise ValueError(f"unknown file kind {kind!r}")
+    stored = ~pd.Series(frame.index.isin(list(scrubbed_rows or ())), index=f.index)
+    out["values_stored"] = _tristate(stored, pd.Series(True, index=f.index))
     # batch-level rules, the same value on every row (GX checks them like any column)
     prev_rows = (previous or {}).get("rows")
     ratio = len(frame) / prev_rows if prev_rows else np.nan

@@ -92,17 +92,32 @@ def _count(con: Any, sql: str, params: list | None = None) -> int:
 
 
 # ------------------------------------------------------------------ linked.records
+def _record_kind(settings: Settings) -> str:
+    """The staged table a unit's linked.records rows trace to: the linkage unit's people
+    encodings, the hub's attributes."""
+    return "people" if settings.unit == "linkage" else "attributes"
+
+
 def _records_frame(con: Any, settings: Settings) -> pd.DataFrame:
     return con.execute(
         "SELECT r.agency, r.record_token, r.child_id, r.match_probability_max, "
         "(p.load_id IS NOT NULL) AS traced_to_staged_row "
-        "FROM linked.records r LEFT JOIN staging.people p "
+        f"FROM linked.records r LEFT JOIN staging.{_record_kind(settings)} p "
         "ON p.load_id = r.load_id AND p.row_number = r.row_number"
     ).df()
 
 
 def _records_parameters(con: Any, settings: Settings, previous: dict | None) -> dict:
-    return {"people_records": _count(con, "SELECT count(*) FROM staging.current_people")}
+    if settings.unit == "linkage":
+        return {"people_records": _count(con, "SELECT count(*) FROM staging.current_people")}
+    # the hub: every current attributes record the linkage unit gave a child
+    return {
+        "people_records": _count(
+            con,
+            "SELECT count(*) FROM staging.current_attributes a "
+            "JOIN linked.mapping m USING (agency, record_token)",
+        )
+    }
 
 
 # ------------------------------------------------------------------ linked.children
@@ -278,7 +293,7 @@ def _context(settings: Settings) -> Any:
     """The project's GX file context, opened once per process and home."""
     from expectations.validate import validation_context
 
-    key = str(settings.home)
+    key = str(settings.gx_root)
     if key not in _CONTEXTS:
         _CONTEXTS[key] = validation_context(settings)
     return _CONTEXTS[key]

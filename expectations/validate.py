@@ -1,7 +1,8 @@
 """The validate stage: every raw load not yet validated -> staging or quarantine, with an audit row.
 
-For each `raw.loads` row with status 'loaded' and no `audit.validations` row (people loads before
-events loads, oldest first), the batch is read from DuckDB into pandas (all text, empty -> None),
+Serves both units (`settings.unit`: each its own store, suites and Data Docs).  For each
+`raw.loads` row with status 'loaded' and no `audit.validations` row (people or attributes loads
+before events loads, oldest first), the batch is read from DuckDB into pandas (all text, empty -> None),
 the derived check columns are added (`expectations.checks.derive`), and the agency/kind suite is
 run once with Great Expectations (result_format COMPLETE, the frame indexed by row_number so
 `unexpected_index_list` gives raw row numbers).  Then, in one transaction per batch:
@@ -9,8 +10,8 @@ run once with Great Expectations (result_format COMPLETE, the frame indexed by r
 - a failed **critical** expectation quarantines the whole batch: one `quarantine.files` row and
   every row in `quarantine.rows` with that rule (`raw.loads.status` is left as it is);
 - failed **row** expectations send those rows to `quarantine.rows` with every rule they failed
-  and a readable reason naming file, row, rule and (never for tokens or Bloom filters) the value;
-- every other row is typed into `staging.people` / `staging.events`;
+  and a readable reason naming file, row and rule, never the value;
+- every other row is typed into `staging.<kind>` (event months become the first day of the month);
 - conservation (rows in = staged + quarantined = rows read = rows ingest recorded) is itself an
   expectation (the committed `conservation` suite, run with GX on the batch's counts; a failure
   rolls the batch back), and an `audit.validations` row records
@@ -41,7 +42,6 @@ import pandas as pd
 
 from expectations.checks import (
     DERIVED_COLUMNS,
-    SENSITIVE_COLUMNS,
     derive,
     load_named_suite,
     load_suite,
@@ -88,14 +88,14 @@ class ValidationCrash(RuntimeError):
 
 # ------------------------------------------------------------------ Great Expectations context
 def validation_context(settings: Settings) -> Any:
-    """The GX file context under `settings.home / "gx"`, with one Data Docs site writing to
-    `settings.outputs_dir / DOCS_SUBDIR`, progress bars off and the pandas datasource added."""
+    """The unit's GX file context under `settings.gx_root / "gx"`, with one Data Docs site writing
+    to `settings.outputs_dir / DOCS_SUBDIR`, progress bars off and the pandas datasource added."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    settings.home.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=str(settings.home))
+    settings.gx_root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(settings.gx_root))
     docs_dir = str((settings.outputs_dir / DOCS_SUBDIR).resolve())
     site = {
         "class_name": "SiteBuilder",
@@ -200,13 +200,13 @@ def _read_batch(con: Any, load_id: str, kind: str, received: list[str]) -> pd.Da
 
 
 def _people_load_for(con: Any, agency: str, extract_date: Any) -> str | None:
-    """The agency's latest validated people load (not batch-quarantined) at or before an events
-    load's extract date: the people an events batch may refer to."""
+    """The agency's latest validated attributes load (not batch-quarantined) at or before an
+    events load's extract date: the records an events batch may refer to."""
     row = con.execute(
         """
         SELECT l.load_id FROM raw.loads l
         JOIN audit.validations v ON v.load_id = l.load_id
-        WHERE l.agency = ? AND l.kind = 'people' AND l.status = 'loaded'
+        WHERE l.agency = ? AND l.kind = 'attributes' AND l.status = 'loaded'
           AND v.outcome <> 'batch_quarantined'
           AND (? IS NULL OR l.extract_date IS NULL OR l.extract_date <= ?)
         ORDER BY l.extract_date DESC NULLS LAST, l.loaded_at DESC, l.load_id DESC
@@ -239,13 +239,9 @@ def _previous_batch(con: Any, load: dict) -> dict | None:
 
 
 def _show(values: pd.Series, column: str) -> pd.Series:
-    """`column=value` for reasons: empty shown as such, anything token-like withheld."""
-    if column in SENSITIVE_COLUMNS:
-        return pd.Series(f"{column} withheld", index=values.index)
-    text = values.astype("string")
-    shown = column + "=" + text.str.slice(0, 40)
-    shown = shown.where(~text.str.contains(LOOKS_LIKE_TOKEN).fillna(False), f"{column} withheld")
-    return shown.fillna(f"{column} empty")
+    """What a reason says of a column named in a rule's `show`: whether it was empty, never the
+    value itself (reasons never quote a received value)."""
+    return values.isna().map({True: f"{column} empty", False: f"{column} given"})
 
 
 def row_reasons(
@@ -292,15 +288,9 @@ def critical_reason(file_name: str, kind: str, received: list[str], meta: dict, 
     if etype == "expect_table_row_count_to_be_between":
         return f"{file_name}: {meta['rule']}: the file has no data rows"
     count = (result.result or {}).get("unexpected_count")
-    column = result.expectation_config.kwargs.get("column")
-    found = ""
-    if column and column not in SENSITIVE_COLUMNS:
-        values = sorted({str(v)[:40] for v in (result.result or {}).get("unexpected_list", [])})
-        values = [v for v in values if not LOOKS_LIKE_TOKEN.search(v)][:5]
-        if values:
-            found = " (found " + ", ".join(values) + ")"
     rows = f" on {count} row(s)" if count else ""
-    return f"{file_name}: {meta['rule']}: failed{rows}{found}"
+    # never a received value: the agency finds the rows by number in its own extract
+    return f"{file_name}: {meta['rule']}: failed{rows}"
 
 
 # ------------------------------------------------------------------ results without values
@@ -395,12 +385,18 @@ def evaluate_load(con: Any, context: Any, load: dict) -> BatchCheck:
             people_tokens = [
                 r[0]
                 for r in con.execute(
-                    "SELECT DISTINCT record_token FROM staging.people WHERE load_id = ?",
+                    "SELECT DISTINCT record_token FROM staging.attributes WHERE load_id = ?",
                     [people_load],
                 ).fetchall()
             ]
     previous = _previous_batch(con, load)
-    derived = derive(frame, agency, kind, file_extract, people_tokens, previous)
+    scrubbed = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT row_number FROM quarantine.scrubbed WHERE load_id = ?", [load_id]
+        ).fetchall()
+    }
+    derived = derive(frame, agency, kind, file_extract, people_tokens, previous, scrubbed)
     checked = pd.concat([frame, derived], axis=1)
     read_seconds = time.perf_counter() - started
 
@@ -629,17 +625,22 @@ def record_validation(
 def stage_rows(con: Any, load_id: str, kind: str, skip_staged: bool = False) -> None:
     """Type every raw row of the load that is not quarantined into staging (`skip_staged`: and
     not staged already, for `warehouse.release`)."""
-    cols = contract.columns_for(kind)
+    cols = list(contract.columns_for(kind))
     typed = []
     for c in cols:
-        if c in ("event_date", "extract_date"):
+        if c == "extract_date":
             typed.append(f"CAST(NULLIF(r.{c}, '') AS DATE)")
+        elif c == "event_month":
+            typed.append(f"CAST(NULLIF(r.{c}, '') || '-01' AS DATE)")
         elif c == "value":
             typed.append(f"CAST(NULLIF(r.{c}, '') AS DOUBLE)")
+        elif c == "birth_year":
+            typed.append(f"CAST(NULLIF(r.{c}, '') AS INTEGER)")
         else:
             typed.append(f"NULLIF(r.{c}, '')")
+    staged = ["event_date" if c == "event_month" else c for c in cols]
     con.execute(
-        f"INSERT INTO staging.{kind} (load_id, row_number, {', '.join(cols)}) "
+        f"INSERT INTO staging.{kind} (load_id, row_number, {', '.join(staged)}) "
         f"SELECT r.load_id, r.row_number, {', '.join(typed)} FROM raw.{kind} r "
         f"WHERE r.load_id = ? AND NOT EXISTS (SELECT 1 FROM quarantine.rows q "
         f"WHERE q.load_id = r.load_id AND q.row_number = r.row_number) "
@@ -698,7 +699,7 @@ def _pending(con: Any) -> list[dict]:
         FROM raw.loads l
         WHERE status = 'loaded'
           AND NOT EXISTS (SELECT 1 FROM audit.validations v WHERE v.load_id = l.load_id)
-        ORDER BY CASE kind WHEN 'people' THEN 0 ELSE 1 END, extract_date NULLS LAST,
+        ORDER BY CASE kind WHEN 'events' THEN 1 ELSE 0 END, extract_date NULLS LAST,
                  loaded_at, load_id
         """
     ).fetchall()
@@ -706,7 +707,8 @@ def _pending(con: Any) -> list[dict]:
 
 
 def run(settings: Settings) -> dict:
-    """Validate every raw load not yet validated (people before events). Returns figures:
+    """Validate every raw load of the unit not yet validated (people and attributes before
+    events). Returns figures:
     batches validated, rows staged/quarantined, batches quarantined, per-load outcomes and the
     Data Docs index path."""
     started = time.perf_counter()

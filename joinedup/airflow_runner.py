@@ -95,12 +95,14 @@ def _stage_figures(settings: Settings, run_id: str) -> dict[str, dict]:
 
     from warehouse.db import connect
 
-    with connect(settings) as con:
-        rows = con.execute(
-            "SELECT stage, status, figures, error, epoch(finished_at - started_at) "
-            "FROM audit.stage_runs WHERE run_id = ? ORDER BY started_at",
-            [run_id],
-        ).fetchall()
+    rows = []
+    for unit in ("linkage", "hub"):  # each unit records its own stages in its own store
+        with connect(settings.for_unit(unit)) as con:
+            rows += con.execute(
+                "SELECT stage, status, figures, error, epoch(finished_at - started_at) "
+                "FROM audit.stage_runs WHERE run_id = ? ORDER BY started_at",
+                [run_id],
+            ).fetchall()
     return {
         stage: {
             "status": status,

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from joinedup.config import Settings
-from joinedup.stages import HUB_STAGES, STAGES
+from joinedup.stages import PIPELINE_STAGES, STAGES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,10 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pseudonymise", help=STAGES["pseudonymise"].summary)
     s.add_argument("--key-file", type=Path, help="secret key file (default: the demo key)")
     s.add_argument("--source", type=Path, help="folder of raw extracts (default: agency folder)")
-    s.add_argument("--dest", type=Path, help="output folder (default: landing folder)")
-    for name in HUB_STAGES:
+    s.add_argument(
+        "--dest", type=Path, help="folder for the hub's files (default: the hub's landing folder)"
+    )
+    s.add_argument(
+        "--dest-linkage",
+        type=Path,
+        help="folder for the linkage unit's files (default: the linkage unit's landing folder)",
+    )
+    s.add_argument("--areas", type=Path, help="public postcode-sector -> ward lookup CSV")
+    for name in PIPELINE_STAGES:
         sub.add_parser(name, help=STAGES[name].summary)
-    s = sub.add_parser("run", help="run the whole hub pipeline (the Airflow DAG, in-process)")
+    s = sub.add_parser(
+        "run", help="run the linkage unit and the hub pipeline (the Airflow DAG, in-process)"
+    )
     s.add_argument(
         "--no-airflow",
         action="store_true",
@@ -162,7 +172,7 @@ def _run_pipeline(settings: Settings, no_airflow: bool) -> dict:
 
         run_id = "direct-" + uuid.uuid4().hex[:8]
         stages = {}
-        for name in HUB_STAGES:
+        for name in PIPELINE_STAGES:
             t = time.perf_counter()
             stages[name] = {
                 "figures": _stage(name, settings, run_id=run_id),
@@ -182,10 +192,13 @@ def _run_pipeline(settings: Settings, no_airflow: bool) -> dict:
 def outputs(settings: Settings) -> dict:
     """Where a run's results are, for the README and the end of `demo`."""
     o = settings.outputs_dir
+    lu = settings.for_unit("linkage")
     return {
         "warehouse": str(settings.warehouse_path),
+        "linkage_unit_store": str(lu.warehouse_path),
         "published_snapshot": str(settings.published_path),
-        "linkage_report": str(o / "linkage" / "report.html"),
+        "linkage_report": str(lu.outputs_dir / "linkage" / "report.html"),
+        "privacy_uniqueness": str(o / "privacy" / "uniqueness.json"),
         "data_docs": str(o / "validation" / "data_docs" / "index.html"),
         "model_metrics": str(o / "risk_model_metrics.json"),
         "model_card": str(o / "model_card.html"),
@@ -195,10 +208,17 @@ def outputs(settings: Settings) -> dict:
 
 
 def status(settings: Settings) -> dict:
+    """Row counts per layer and the latest run of each stage, for the hub and the linkage unit."""
+    out = {"hub": _unit_status(settings)}
+    out["linkage_unit"] = _unit_status(settings.for_unit("linkage"))
+    return out
+
+
+def _unit_status(settings: Settings) -> dict:
     from warehouse.db import connect
 
     if not settings.warehouse_path.exists():
-        return {"warehouse": "not created yet: run `joinedup demo` or `joinedup run`"}
+        return {"store": "not created yet: run `joinedup demo` or `joinedup run`"}
     with connect(settings, read_only=True) as con:
         tables = con.execute(
             "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
@@ -221,7 +241,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
         return _stage("synth", settings, children=args.children, seed=args.seed)
     if cmd == "pseudonymise":
         return _stage(
-            "pseudonymise", settings, key_file=args.key_file, source=args.source, dest=args.dest
+            "pseudonymise",
+            settings,
+            key_file=args.key_file,
+            source=args.source,
+            dest=args.dest,
+            dest_linkage=args.dest_linkage,
+            areas=args.areas,
         )
     if cmd in STAGES:
         return _stage(cmd, settings)
@@ -262,6 +288,10 @@ def headline(figures: dict) -> dict:
         "rows_staged": fig("validate").get("rows_staged"),
         "rows_quarantined": fig("validate").get("rows_quarantined"),
         "files_quarantined": fig("ingest").get("files_quarantined"),
+        "linkage_unit_rows_quarantined": fig("link_validate").get("rows_quarantined"),
+        "children_unique_on_demographics": (fig("assemble").get("privacy_risk") or {}).get(
+            "unique_k1"
+        ),
         "records_linked": link.get("records"),
         "children": link.get("children"),
         "linkage_precision": truth.get("precision"),

@@ -3,15 +3,24 @@
 All data the pipeline makes (agency-side raw extracts, landing files, warehouse, quarantine,
 outputs, the demo key, Airflow's home) lives under one home directory, `JOINEDUP_HOME`
 (default: `var/` under the project, ignored by git).  Nothing else is written anywhere.
+
+Separation of functions: a `Settings` belongs to one *unit*.  The analytics hub (`unit="hub"`,
+the default) and the linkage unit (`unit="linkage"`, `settings.for_unit("linkage")`) each have
+their own landing folder, store, quarantine folder, outputs and Great Expectations project; the
+path properties answer for the settings' own unit only, so a stage holding hub settings cannot
+name the linkage unit's store, and the reverse.  In the embedded default both live under one
+home (the linkage unit under `linkage_unit/`); in a deployment they are different machines.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: the units of a deployment: the analytics hub and the linkage unit
+UNITS: tuple[str, ...] = ("hub", "linkage")
 
 
 def _default_home() -> Path:
@@ -31,6 +40,16 @@ class Settings:
     #: suppress any published aggregate count below this
     small_number_threshold: int = 10
     seed: int = 42
+    #: which unit these settings belong to: "hub" (analytics hub) or "linkage" (linkage unit)
+    unit: str = "hub"
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"unknown unit {self.unit!r}; expected one of {', '.join(UNITS)}")
+
+    def for_unit(self, unit: str) -> Settings:
+        """The same configuration for another unit (its own stores and folders)."""
+        return replace(self, unit=unit)
 
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> Settings:
@@ -59,11 +78,16 @@ class Settings:
         """Synthetic ground truth: which records are the same child, outcomes, oracle. Never ingested."""
         return self.home / "truth"
 
-    # ---- hub side ----
+    # ---- per unit: each unit's own folders and store ----
+    @property
+    def unit_home(self) -> Path:
+        """Root of this unit's own files: the home for the hub, `linkage_unit/` for the linkage unit."""
+        return self.home if self.unit == "hub" else self.home / "linkage_unit"
+
     @property
     def landing_dir(self) -> Path:
-        """Pseudonymised extracts as delivered to the hub."""
-        return self.home / "landing"
+        """Pseudonymised extracts as delivered to this unit."""
+        return self.unit_home / "landing"
 
     @property
     def reference_dir(self) -> Path:
@@ -73,11 +97,14 @@ class Settings:
     @property
     def quarantine_dir(self) -> Path:
         """Whole files refused or quarantined at ingest, kept with a reason file."""
-        return self.home / "quarantine"
+        return self.unit_home / "quarantine"
 
     @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse" / "joinedup.duckdb"
+        """This unit's store: the hub's warehouse, or the linkage unit's own DuckDB file."""
+        if self.unit == "hub":
+            return self.home / "warehouse" / "joinedup.duckdb"
+        return self.unit_home / "store" / "linkage.duckdb"
 
     @property
     def published_path(self) -> Path:
@@ -87,7 +114,23 @@ class Settings:
     @property
     def outputs_dir(self) -> Path:
         """Reports: linkage quality, Data Docs, model metrics and card, forecasts."""
-        return self.home / "outputs"
+        return self.unit_home / "outputs"
+
+    @property
+    def gx_root(self) -> Path:
+        """The Great Expectations project root of this unit (its `gx/` folder lives here)."""
+        return self.unit_home
+
+    # ---- the hand-off between the units ----
+    @property
+    def handoff_outbox(self) -> Path:
+        """What the linkage unit sends the hub: record token -> child id, and quality figures."""
+        return self.home / "linkage_unit" / "outbox"
+
+    @property
+    def handoff_inbox(self) -> Path:
+        """Where the hub receives the linkage unit's hand-off (copied here in the embedded default)."""
+        return self.home / "inbox" / "linkage_unit"
 
     @property
     def models_dir(self) -> Path:
@@ -99,6 +142,7 @@ class Settings:
         return self.home / "airflow"
 
     def ensure_dirs(self) -> None:
+        """Create this unit's folders (and the shared agency-side ones of the demo)."""
         for p in (
             self.agency_dir,
             self.key_file.parent,

@@ -2,15 +2,29 @@
 (hub side).  `docs/data-contract.md` is the human-readable version of the same thing; keep the two
 in step.  Every package reads column names and allowed values from here.
 
-Files (one pair per agency, CSV, UTF-8, comma, header row, ISO dates):
-  raw, agency side:      <agency>_people.csv  <agency>_events.csv   (RAW_PEOPLE_COLUMNS, RAW_EVENT_COLUMNS)
-  pseudonymised, hub:    <agency>_people.csv  <agency>_events.csv   (PEOPLE_COLUMNS, EVENT_COLUMNS)
+Contract version 2 separates functions: identifier encodings go to the linkage unit only, events
+and coarse attributes to the analytics hub only.  Files (CSV, UTF-8, comma, header row):
+  raw, agency side:        <agency>_people.csv  <agency>_events.csv    (RAW_PEOPLE_COLUMNS, RAW_EVENT_COLUMNS)
+  to the linkage unit:     <agency>_people.csv                         (PEOPLE_COLUMNS: encodings only)
+  to the analytics hub:    <agency>_attributes.csv  <agency>_events.csv (ATTRIBUTE_COLUMNS, EVENT_COLUMNS)
 """
 
 from __future__ import annotations
 
+#: the contract's version; v1 (one people file with encodings and clear attributes, sent to one
+#: hub) is retired
+CONTRACT_VERSION = 2
+
 AGENCIES: tuple[str, ...] = ("health", "police", "education", "csc")
-KINDS: tuple[str, ...] = ("people", "events")
+KINDS: tuple[str, ...] = ("people", "attributes", "events")
+#: which kinds of file each unit receives: the linkage unit never sees events or attributes, the
+#: analytics hub never sees identifier encodings
+UNIT_KINDS: dict[str, tuple[str, ...]] = {
+    "linkage": ("people",),
+    "hub": ("attributes", "events"),
+}
+#: raw (agency-side) file kinds
+RAW_KINDS: tuple[str, ...] = ("people", "events")
 
 SEXES: tuple[str, ...] = ("M", "F", "U")
 #: ONS 2021 high-level ethnic groups; "UNK" = not stated / not recorded
@@ -86,39 +100,31 @@ RAW_IDENTIFIER_COLUMNS: tuple[str, ...] = (
     "event_id",
 )
 
-# ---------------------------------------------------------------- pseudonymised (hub side)
+# ---------------------------------------------------------------- pseudonymised (v2)
 #: keyed HMAC-SHA256 tokens, lowercase hex, TOKEN_HEX_LENGTH characters; empty when the source is empty
 TOKEN_HEX_LENGTH = 32
 #: keyed Bloom filters of name bigrams, lowercase hex of BLOOM_BITS bits
 BLOOM_BITS = 512
 BLOOM_HEX_LENGTH = BLOOM_BITS // 4
 
+#: to the linkage unit: identifier encodings (and the clear fields linkage compares) only
 PEOPLE_COLUMNS: tuple[str, ...] = (
     "agency",  # AGENCIES
     "record_token",  # token of agency + source_id: stable across extracts
-    "first_name_token",  # token of the normalised first name
-    "surname_token",
-    "first_name_bf",  # Bloom filter of the normalised first name's bigrams
+    "first_name_bf",  # hardened Bloom filter of the normalised first name
     "surname_bf",
-    "first_name_soundex_token",  # token of the Soundex code of the first name
-    "surname_soundex_token",
     "dob_token",  # token of the full date of birth
     "dob_swap_token",  # token of the dob with day and month swapped; empty if not a valid date or day == month
-    "birth_year_month",  # clear, YYYY-MM
+    "birth_year_month",  # clear (linkage unit only), YYYY-MM
     "sex",  # clear, SEXES
-    "ethnicity",  # clear, ETHNICITIES
     "postcode_token",  # token of the normalised full postcode
-    "postcode_sector",  # clear, e.g. "LS6 2"
+    "postcode_sector",  # clear (linkage unit only), e.g. "LS6 2"
     "nhs_token",
     "upn_token",
     "extract_date",  # clear, YYYY-MM-DD
 )
 TOKEN_COLUMNS: tuple[str, ...] = (
     "record_token",
-    "first_name_token",
-    "surname_token",
-    "first_name_soundex_token",
-    "surname_soundex_token",
     "dob_token",
     "dob_swap_token",
     "postcode_token",
@@ -126,25 +132,58 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "upn_token",
 )
 BLOOM_COLUMNS: tuple[str, ...] = ("first_name_bf", "surname_bf")
+#: encodings of identifiers (names, dob, postcode, NHS number, UPN): linkage unit only, never at
+#: the hub.  (record_token and event_token are keyed record keys, held by both.)
+IDENTIFIER_ENCODING_COLUMNS: tuple[str, ...] = tuple(
+    c for c in TOKEN_COLUMNS + BLOOM_COLUMNS if c != "record_token"
+) + (  # v1 columns, so a v1 file is recognised and refused at the hub too
+    "first_name_token",
+    "surname_token",
+    "first_name_soundex_token",
+    "surname_soundex_token",
+)
+#: clear columns the linkage unit holds but the hub never does (finer than the analysis needs)
+LINKAGE_ONLY_CLEAR_COLUMNS: tuple[str, ...] = ("birth_year_month", "postcode_sector")
 
+#: to the analytics hub: one row per person record, coarse clear attributes only
+ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "agency",
+    "record_token",  # the same record_token as in the linkage unit's people file
+    "sex",  # SEXES
+    "birth_year",  # YYYY (never the month or day)
+    "ethnicity",  # ETHNICITIES
+    "ward_code",  # electoral ward of the postcode (from the public lookup); empty if unknown
+    "extract_date",
+)
+
+#: to the analytics hub: events, dated to the month
 EVENT_COLUMNS: tuple[str, ...] = (
     "agency",
     "event_token",  # token of agency + event_id
     "record_token",  # the person's record_token
-    "event_date",  # clear, YYYY-MM-DD
+    "event_month",  # clear, YYYY-MM (the features and outcomes are monthly)
     "event_type",
     "value",
     "extract_date",
 )
 #: hub-side columns that hold clear dates (not identifiers; analysis needs them)
-CLEAR_DATE_COLUMNS: tuple[str, ...] = ("event_date", "extract_date")
+CLEAR_DATE_COLUMNS: tuple[str, ...] = ("event_month", "extract_date")
 
 
 def columns_for(kind: str, raw: bool = False) -> tuple[str, ...]:
+    """The columns of a file kind: pseudonymised (default) or raw (agency side)."""
+    if raw:
+        if kind == "people":
+            return RAW_PEOPLE_COLUMNS
+        if kind == "events":
+            return RAW_EVENT_COLUMNS
+        raise ValueError(f"unknown raw file kind {kind!r}; expected one of {RAW_KINDS}")
     if kind == "people":
-        return RAW_PEOPLE_COLUMNS if raw else PEOPLE_COLUMNS
+        return PEOPLE_COLUMNS
+    if kind == "attributes":
+        return ATTRIBUTE_COLUMNS
     if kind == "events":
-        return RAW_EVENT_COLUMNS if raw else EVENT_COLUMNS
+        return EVENT_COLUMNS
     raise ValueError(f"unknown file kind {kind!r}; expected one of {KINDS}")
 
 
@@ -163,7 +202,7 @@ def parse_file_name(name: str) -> tuple[str, str]:
     agency, _, kind = stem.partition("_")
     if not name.endswith(".csv") or agency not in AGENCIES or kind not in KINDS:
         raise ValueError(
-            f"{name}: not a contract file name (expected <agency>_<people|events>.csv, "
+            f"{name}: not a contract file name (expected <agency>_<people|attributes|events>.csv, "
             f"agency one of {', '.join(AGENCIES)})"
         )
     return agency, kind

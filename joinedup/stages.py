@@ -1,8 +1,11 @@
 """The stage registry: one function per stage, called the same way by the CLI, the DAG and tests.
 
 `run_stage(name, settings, **options)` imports the stage lazily (heavy libraries stay out of DAG
-parsing and `--help`), runs it, and records hub-side stages in `audit.stage_runs` with their
-figures or error.  Agency-side stages (synth, keygen, pseudonymise) never touch the warehouse.
+parsing and `--help`), runs it with the settings of the stage's own unit, and records linkage-unit
+and hub stages in `audit.stage_runs` of that unit's store with their figures or error.
+Agency-side stages (synth, keygen, pseudonymise) never touch a store.  Separation of functions:
+a linkage-unit stage runs with `settings.for_unit("linkage")`, whose paths name only the linkage
+unit's landing folder and store; a hub stage with the hub's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from joinedup.config import Settings
 class Stage:
     name: str
     target: str  # "module:function"
-    side: str  # "agency" (plaintext side, never touches the warehouse) or "hub"
+    side: str  # "agency" (plaintext side, never touches a store), "linkage" (unit) or "hub"
     summary: str
 
     def function(self) -> Callable[..., dict]:
@@ -48,7 +51,28 @@ STAGES: dict[str, Stage] = {
             "raw extracts -> pseudonymised landing files",
         ),
         Stage(
-            "ingest", "warehouse.ingest:run", "hub", "landing files -> raw layer (each file once)"
+            "link_ingest",
+            "warehouse.ingest:run",
+            "linkage",
+            "linkage unit: people files (encodings only) -> its raw layer (each file once)",
+        ),
+        Stage(
+            "link_validate",
+            "expectations.validate:run",
+            "linkage",
+            "linkage unit: GX suites: pass -> staging, fail -> quarantine",
+        ),
+        Stage(
+            "link",
+            "linkage.link:run",
+            "linkage",
+            "linkage unit: Splink linkage into child ids; hand-off token -> child id to the hub",
+        ),
+        Stage(
+            "ingest",
+            "warehouse.ingest:run",
+            "hub",
+            "hub: attributes and events files -> raw layer (each file once)",
         ),
         Stage(
             "validate",
@@ -56,7 +80,12 @@ STAGES: dict[str, Stage] = {
             "hub",
             "GX suites: pass -> staging, fail -> quarantine",
         ),
-        Stage("link", "linkage.link:run", "hub", "Splink linkage of all agencies into child ids"),
+        Stage(
+            "assemble",
+            "warehouse.assemble:run",
+            "hub",
+            "hub: the linkage unit's hand-off + attributes + events -> one picture per child",
+        ),
         Stage(
             "features", "models.features:run", "hub", "point-in-time features per child and month"
         ),
@@ -76,8 +105,18 @@ STAGES: dict[str, Stage] = {
         Stage("publish", "warehouse.publish:run", "hub", "atomic snapshot for the dashboard"),
     )
 }
-#: the hub pipeline, in order: what the DAG and `joinedup run` execute
+#: the linkage unit's stages, in order
+LINKAGE_STAGES: tuple[str, ...] = tuple(n for n, s in STAGES.items() if s.side == "linkage")
+#: the analytics hub's stages, in order
 HUB_STAGES: tuple[str, ...] = tuple(n for n, s in STAGES.items() if s.side == "hub")
+#: what the DAG and `joinedup run` execute: the linkage unit, then the hub
+PIPELINE_STAGES: tuple[str, ...] = LINKAGE_STAGES + HUB_STAGES
+
+
+def settings_for(name: str, settings: Settings) -> Settings:
+    """The settings a stage runs with: its own unit's (agency stages keep the given ones)."""
+    side = STAGES[name].side
+    return settings if side == "agency" else settings.for_unit(side)
 
 
 def _run_by() -> str:
@@ -99,6 +138,7 @@ def run_stage(name: str, settings: Settings, run_id: str | None = None, **option
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     stage = STAGES[name]
+    settings = settings_for(name, settings)
     settings.ensure_dirs()
     fn = stage.function()
     if stage.side == "agency":

@@ -29,4 +29,5 @@ def dispatch(args: argparse.Namespace, settings: Any) -> dict:
     handler = getattr(args, "handler", None)
     if handler is None:
         raise ValueError(f"unknown linkage command {args.linkage_command!r}")
-    return handler(args, settings)
+    # every linkage tool works in the linkage unit's own store (review belongs there)
+    return handler(args, settings.for_unit("linkage"))

@@ -1,6 +1,7 @@
-"""Stage `link`: Splink over the encoded staged records -> one child per person.
+"""Stage `link` (linkage unit): Splink over the encoded staged records -> one child per person.
 
-Reads `staging.current_people` / `staging.current_events` and the review decisions; then
+Runs in the linkage unit's own store (`settings.for_unit("linkage")`), which holds identifier
+encodings and never an event.  Reads `staging.current_people` and the review decisions; then
 
 * mode `full`: trains and predicts with Splink in a private in-memory DuckDB (`linkage.model`)
   and saves the trained model (`linkage.incremental`);
@@ -10,10 +11,10 @@ Reads `staging.current_people` / `staging.current_events` and the review decisio
 
 Clusters with the twin guard (`linkage.clustering`) and the reviewers' decisions as must-link /
 cannot-link constraints (`linkage.review`), keeps child ids stable, and records every id change
-with its cause (`id_history`). Replaces `linked.records`, `linked.pairs`, `linked.children`,
-`linked.events` and `linked.review_queue` and appends to `linked.child_id_history`, all in one
-warehouse transaction. Writes `outputs/linkage/metrics.json` and `report.html` (with truth
-figures on synthetic data).
+with its cause (`id_history`). Replaces `linked.records`, `linked.pairs` and
+`linked.review_queue` and appends to `linked.child_id_history`, all in one transaction. Writes
+`outputs/linkage/metrics.json` and `report.html` (with truth figures on synthetic data), then the
+hand-off to the hub (`linkage.handoff`: record token -> child id, and aggregate quality figures).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import duckdb
 import pandas as pd
 
 from joinedup.config import Settings
-from linkage import clustering, evaluate, incremental, model, report, review, truth
+from linkage import clustering, evaluate, handoff, incremental, model, report, review, truth
 from linkage.errors import LinkageError
 from warehouse.db import connect
 
@@ -91,55 +92,8 @@ def _pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return out[PAIR_COLUMNS]
 
 
-_CHILDREN_SQL = """
-CREATE OR REPLACE TABLE linked.children AS
-WITH r AS (
-    SELECT lr.child_id, p.agency, p.sex, p.birth_year_month, p.ethnicity, p.postcode_sector,
-           p.extract_date
-    FROM linked.records lr JOIN staging.current_people p USING (agency, record_token)
-),
-sex AS ({sex}), bym AS ({bym}), eth AS ({eth}), pcs AS ({pcs}),
-agg AS (SELECT child_id, count(*) AS n_records,
-               string_agg(DISTINCT agency, ',' ORDER BY agency) AS agencies
-        FROM r GROUP BY child_id)
-SELECT agg.child_id, coalesce(sex.v, 'U') AS sex, bym.v AS birth_year_month,
-       coalesce(eth.v, 'UNK') AS ethnicity, pcs.v AS postcode_sector, a.ward_code, a.imd_decile,
-       agg.n_records, agg.agencies
-FROM agg LEFT JOIN sex USING (child_id) LEFT JOIN bym USING (child_id)
-LEFT JOIN eth USING (child_id) LEFT JOIN pcs USING (child_id)
-LEFT JOIN reference.areas a ON a.postcode_sector = pcs.v
-ORDER BY agg.child_id
-"""
-
-
-def _mode(col: str, where: str, recent_first: bool = False) -> str:
-    order = "last DESC, n DESC" if recent_first else "n DESC, last DESC"
-    return (
-        f"SELECT child_id, v FROM (SELECT child_id, {col} AS v, count(*) AS n, "
-        f"max(extract_date) AS last FROM r WHERE {where} GROUP BY ALL) "
-        f"QUALIFY row_number() OVER (PARTITION BY child_id ORDER BY {order}, v) = 1"
-    )
-
-
-def children_sql() -> str:
-    return _CHILDREN_SQL.format(
-        sex=_mode("sex", "sex IN ('M', 'F')"),
-        bym=_mode("birth_year_month", "coalesce(birth_year_month, '') <> ''"),
-        eth=_mode("ethnicity", "ethnicity IS NOT NULL AND ethnicity NOT IN ('', 'UNK')"),
-        pcs=_mode("postcode_sector", "coalesce(postcode_sector, '') <> ''", recent_first=True),
-    )
-
-
-_EVENTS_SQL = """
-CREATE OR REPLACE TABLE linked.events AS
-SELECT r.child_id, e.agency, e.event_token, e.record_token, e.event_date, e.event_type, e.value,
-       e.load_id, e.row_number
-FROM staging.current_events e LEFT JOIN linked.records r USING (agency, record_token)
-ORDER BY e.agency, e.load_id, e.row_number
-"""
-
 #: the tables the link stage writes and checks with their committed suites
-LINKED_TABLES = ["linked.records", "linked.children", "linked.events"]
+LINKED_TABLES = ["linked.records"]
 HISTORY_COLUMNS = ["child_id", "event", "detail", "from_child_id", "n_records", "cause"]
 
 
@@ -153,9 +107,8 @@ def write_tables(
     mode: str = "full",
     settings: Settings | None = None,
 ) -> dict:
-    """Replace the linked tables (and the review queue, if given) and append id history, in
-    one transaction.  With `settings`, the linked_records / linked_children / linked_events
-    suites run before COMMIT (a critical failure rolls everything back and raises
+    """Replace the linkage unit's linked tables (and the review queue, if given) and append id
+    history, in one transaction.  With `settings`, the linked_records suite runs before COMMIT (a critical failure rolls everything back and raises
     `DownstreamCheckFailed`); returns their outcomes."""
     from expectations.downstream import checked_transaction
 
@@ -186,8 +139,6 @@ def write_tables(
                 "CREATE OR REPLACE TABLE linked.pairs AS SELECT * FROM _pairs "
                 "ORDER BY match_probability DESC, agency_l, record_token_l"
             )
-            con.execute(children_sql())
-            con.execute(_EVENTS_SQL)
             con.execute(
                 'INSERT INTO linked.child_id_history (child_id, event, detail, run_id, "at", '
                 "from_child_id, n_records, cause, mode) SELECT child_id, event, detail, run_id, "
@@ -557,10 +508,6 @@ def run(settings: Settings, **options: object) -> dict:
         checks = write_tables(
             con, records, _pairs_table(all_pairs), history, run_id, queue, mode, settings=settings
         )
-        n_events = con.execute("SELECT count(*) FROM linked.events").fetchall()[0][0]
-        n_orphans = con.execute(
-            "SELECT count(*) FROM linked.events WHERE child_id IS NULL"
-        ).fetchall()[0][0]
         steps["write"] = round(time.perf_counter() - t, 2)
 
         sizes = records.groupby("child_id").size()
@@ -580,8 +527,6 @@ def run(settings: Settings, **options: object) -> dict:
             "threshold": threshold,
             "review_band": review_band,
             "id_history": {str(k): int(v) for k, v in events.items()},
-            "events": int(n_events),
-            "events_without_child": int(n_orphans),
             "checks": checks,
             **extra,
             **model_figures,
@@ -599,4 +544,5 @@ def run(settings: Settings, **options: object) -> dict:
     if options.get("report", True):
         charts["Cluster sizes"] = report.cluster_size_chart(size_dist)
         figures["outputs"] = report.write(settings.outputs_dir / "linkage", figures, charts)
+    figures["handoff"] = handoff.send(settings, records, figures)
     return figures

@@ -80,6 +80,11 @@ def prepare_input(people: pd.DataFrame) -> pd.DataFrame:
     month = pd.to_numeric(df["birth_year_month"].str.slice(5, 7), errors="coerce")
     df["birth_month_index"] = (year * 12 + month - 1).astype("Int64")
     df["postcode_district"] = df["postcode_sector"].str.split(" ").str[0]
+    # contract v2 sends no deterministic name or Soundex tokens: equal names have equal filters,
+    # so the filter itself serves the exact-name level and the name blocking keys
+    for name in ("first_name", "surname"):
+        df[f"{name}_token"] = df[f"{name}_bf"]
+        df[f"{name}_soundex_token"] = df[f"{name}_bf"]
     return df.reset_index(drop=True)
 
 

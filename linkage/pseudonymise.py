@@ -1,10 +1,16 @@
-"""Agency-side pseudonymiser: raw plaintext extracts -> contract files for the hub.
+"""Agency-side pseudonymiser: raw plaintext extracts -> contract v2 files for two recipients.
 
-For every contract file (`<agency>_<people|events>.csv`) in `source`, write the pseudonymised
-file of the same name to `dest`, with exactly `contract.PEOPLE_COLUMNS` / `EVENT_COLUMNS`, one
-output row per input row in the same order.  Clear columns (sex, ethnicity, dates, event type,
-value) pass through unchanged, even if invalid: validating them is the hub's job.  Never prints
-or logs identifiers, tokens or the key; figures are counts and timings only.
+Separation of functions: for each agency's raw `<agency>_people.csv` it writes
+- `<agency>_people.csv` (identifier encodings only, `contract.PEOPLE_COLUMNS`) to the **linkage
+  unit** (`dest_linkage`), and
+- `<agency>_attributes.csv` (coarse clear attributes: sex, birth year, ethnicity, ward;
+  `contract.ATTRIBUTE_COLUMNS`) to the **analytics hub** (`dest`);
+and for `<agency>_events.csv` the events dated to the month (`contract.EVENT_COLUMNS`) to the hub.
+Each output has one row per input row, in the same order.  The ward comes from the public
+postcode-sector lookup (`areas`, the reference `areas.csv`); a postcode not in it gives an empty
+ward.  Clear values that cannot be coarsened pass through unchanged (the receiving unit never
+stores a value without its column's shape, and quarantines the row).  Never prints or logs
+identifiers, tokens or the key; figures are counts and timings only.
 """
 
 from __future__ import annotations
@@ -73,13 +79,50 @@ def encode_people(df: pd.DataFrame, agency: str, encoder: enc.Encoder) -> pd.Dat
     return out[list(contract.PEOPLE_COLUMNS)]
 
 
+def read_wards(path: Path | None) -> dict[str, str]:
+    """Postcode sector -> ward code from the public lookup CSV (`postcode_sector`, `ward_code`);
+    empty when no lookup is given."""
+    if path is None or not Path(path).is_file():
+        return {}
+    areas = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return dict(zip(areas["postcode_sector"], areas["ward_code"], strict=True))
+
+
+def encode_attributes(
+    df: pd.DataFrame, agency: str, encoder: enc.Encoder, wards: dict[str, str]
+) -> pd.DataFrame:
+    """Raw people rows -> the hub's attribute rows (ATTRIBUTE_COLUMNS), same order: the record
+    token, sex, birth year, ethnicity and ward; nothing finer."""
+    m = enc.map_distinct
+    dob = m(df["dob"], enc.normalise_dob)
+    sector = m(m(df["postcode"], enc.normalise_postcode), enc.postcode_sector)
+    out = pd.DataFrame(index=df.index)
+    out["agency"] = agency
+    out["record_token"] = encoder.tokens("record", agency + ":" + df["source_id"].str.strip())
+    out["sex"] = df["sex"]
+    out["birth_year"] = m(dob, enc.birth_year_month).str.slice(0, 4)
+    out["ethnicity"] = df["ethnicity"]
+    out["ward_code"] = sector.map(wards).fillna("")
+    out["extract_date"] = df["extract_date"]
+    return out[list(contract.ATTRIBUTE_COLUMNS)]
+
+
+def event_month(value: str) -> str:
+    """`YYYY-MM` of a `YYYY-MM-DD` event date; anything else unchanged (the hub refuses it)."""
+    text = (value or "").strip()
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit():
+        return text[:7]
+    return value
+
+
 def encode_events(df: pd.DataFrame, agency: str, encoder: enc.Encoder) -> pd.DataFrame:
     """Raw event rows (RAW_EVENT_COLUMNS) -> contract rows (EVENT_COLUMNS), same order."""
     out = pd.DataFrame(index=df.index)
     out["agency"] = agency
     out["event_token"] = encoder.tokens("event", agency + ":" + df["event_id"].str.strip())
     out["record_token"] = encoder.tokens("record", agency + ":" + df["source_id"].str.strip())
-    for col in ("event_date", "event_type", "value", "extract_date"):
+    out["event_month"] = enc.map_distinct(df["event_date"], event_month)
+    for col in ("event_type", "value", "extract_date"):
         out[col] = df[col]
     return out[list(contract.EVENT_COLUMNS)]
 
@@ -104,19 +147,24 @@ def run(
     key_file: str | Path | None = None,
     source: str | Path | None = None,
     dest: str | Path | None = None,
+    dest_linkage: str | Path | None = None,
+    areas: str | Path | None = None,
     **options: object,
 ) -> dict:
-    """Stage `pseudonymise`: every contract file in `source` -> `dest`. Figures only, no values."""
+    """Stage `pseudonymise`: every raw file in `source` -> the hub's files in `dest` and the
+    linkage unit's in `dest_linkage`. Figures only, no values."""
     started = time.perf_counter()
     key = load_key(key_file or settings.key_file)
     source = Path(source or settings.agency_dir)
-    dest = Path(dest or settings.landing_dir)
+    dest = Path(dest or settings.for_unit("hub").landing_dir)
+    dest_linkage = Path(dest_linkage or settings.for_unit("linkage").landing_dir)
     if not source.is_dir():
         raise PseudonymiseError(f"source folder {source} not found")
+    wards = read_wards(Path(areas) if areas else settings.reference_dir / "areas.csv")
     encoder = enc.Encoder(key)
     files: dict[str, dict] = {}
     for agency in contract.AGENCIES:
-        for kind in contract.KINDS:
+        for kind in contract.RAW_KINDS:
             name = contract.file_name(agency, kind)
             path = source / name
             if not path.is_file():
@@ -124,19 +172,32 @@ def run(
             t0 = time.perf_counter()
             raw = _read_raw(path, kind)
             if kind == "people":
-                out = encode_people(raw, agency, encoder)
+                outputs = [
+                    (dest_linkage / name, encode_people(raw, agency, encoder)),
+                    (
+                        dest / contract.file_name(agency, "attributes"),
+                        encode_attributes(raw, agency, encoder, wards),
+                    ),
+                ]
             else:
-                out = encode_events(raw, agency, encoder)
-            if len(out) != len(raw):  # defensive: truth relies on row n in = row n out
-                raise PseudonymiseError(f"{name}: row count changed during encoding")
-            _write_atomic(out, dest / name)
-            files[name] = {"rows": len(out), "seconds": round(time.perf_counter() - t0, 3)}
+                outputs = [(dest / name, encode_events(raw, agency, encoder))]
+            for target, out in outputs:
+                if len(out) != len(raw):  # defensive: truth relies on row n in = row n out
+                    raise PseudonymiseError(f"{name}: row count changed during encoding")
+                _write_atomic(out, target)
+                unit = "linkage" if target.parent == dest_linkage else "hub"
+                files[f"{unit}/{target.name}"] = {
+                    "rows": len(out),
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
     if not files:
-        raise PseudonymiseError(f"no contract files (<agency>_<people|events>.csv) in {source}")
+        raise PseudonymiseError(f"no raw extracts (<agency>_<people|events>.csv) in {source}")
     return {
         "files": len(files),
         "rows": sum(f["rows"] for f in files.values()),
         "per_file": files,
         "dest": str(dest),
+        "dest_linkage": str(dest_linkage),
+        "wards_known": bool(wards),
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -3,7 +3,10 @@
 Owns the feature definitions (`FEATURE_GROUPS`, `feature_columns()`), the as-of calendar
 (`as_of_dates`) and the label.  Everything is computed in DuckDB SQL from `linked.events` strictly
 before the as-of date (no event on or after it can change a feature), `linked.children` (sex, birth
-year-month, deprivation decile) and `reference.areas`.  Label: 1 if the child has an outcome
+year, deprivation decile) and `reference.wards`.  The hub holds the birth year only (age is taken
+from the middle of the year) and events dated to the month (the first day of their month): every
+window and the label are whole months from the first of a month, so month resolution changes no
+event count.  Label: 1 if the child has an outcome
 event (`contract.OUTCOME_EVENT_TYPES`) with as_of <= event_date < as_of + 12 months, NULL where
 that window is not fully observed (the scoring date).  Children born on/after the as-of date,
 aged 18+, or currently looked after (a looked_after_start in the 12 months before) are left out.
@@ -199,14 +202,16 @@ def _feature_sql() -> str:
     return f"""
     WITH pop AS (
         SELECT c.child_id, d.as_of,
-               TRY_CAST(c.birth_year_month || '-01' AS DATE) AS birth_month,
+               -- mid-year, or the month before the as-of date for a child born that year
+               least(make_date(c.birth_year, 7, 1), (d.as_of - INTERVAL 1 MONTH)::DATE)
+                   AS birth_month,
                c.sex, coalesce(c.imd_decile, r.imd_decile) AS imd_decile
         FROM linked.children c
-        LEFT JOIN reference.areas r ON r.postcode_sector = c.postcode_sector
+        LEFT JOIN reference.wards r ON r.ward_code = c.ward_code
         CROSS JOIN as_of_dates d
-        WHERE c.birth_year_month IS NOT NULL
-          AND TRY_CAST(c.birth_year_month || '-01' AS DATE) < d.as_of
-          AND date_diff('month', TRY_CAST(c.birth_year_month || '-01' AS DATE), d.as_of) < 18 * 12
+        WHERE c.birth_year IS NOT NULL
+          AND make_date(c.birth_year, 1, 1) < d.as_of
+          AND date_diff('month', make_date(c.birth_year, 7, 1), d.as_of) < 18 * 12
     ),
     agg AS (
         SELECT p.child_id, p.as_of, any_value(p.birth_month) AS birth_month,
@@ -291,8 +296,7 @@ def run(settings: Settings, n_train_months: int = LABELLED_MONTHS, **_: object) 
 
         checks = latest_check(con, "features.child_month")
         no_birth = con.execute(
-            "SELECT count(*) FROM linked.children "
-            "WHERE TRY_CAST(birth_year_month || '-01' AS DATE) IS NULL"
+            "SELECT count(*) FROM linked.children WHERE birth_year IS NULL"
         ).fetchall()[0][0]
         per = con.execute(
             "SELECT as_of, count(*), sum(label), avg(label) FROM features.child_month "

@@ -9,7 +9,7 @@ can be recovered from its row/column totals) and `scores.forecast` + `outputs_di
 Expected = the sum of calibrated scores in `scores.current`; the interval is the 5th-95th
 percentile of the Poisson-binomial count by simulation, so it reflects chance given the scores,
 not error in the model itself.  Reads `scores.current`, `linked.children`, `linked.events`,
-`reference.areas`.  Imports `joinedup`, `warehouse`.
+`reference.wards`.  Imports `joinedup`, `warehouse`.
 """
 
 from __future__ import annotations
@@ -120,12 +120,11 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
         kids = con.execute(
             f"""
             SELECT s.child_id, s.score, s.as_of, s.model_version,
-                   coalesce(c.ward_code, r.ward_code, 'unknown') AS ward_code,
-                   {_age_band_sql("date_diff('month', TRY_CAST(c.birth_year_month || '-01' AS DATE), s.as_of)")}
+                   coalesce(c.ward_code, 'unknown') AS ward_code,
+                   {_age_band_sql("greatest(0, date_diff('month', make_date(c.birth_year, 7, 1), s.as_of))")}
                        AS age_band
             FROM scores.current s
             JOIN linked.children c USING (child_id)
-            LEFT JOIN reference.areas r ON r.postcode_sector = c.postcode_sector
             """
         ).df()
         if kids.empty:
@@ -141,17 +140,14 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
                 GROUP BY e.child_id
             )
             SELECT f.child_id, f.t AS outcome_type,
-                   coalesce(c.ward_code, r.ward_code, 'unknown') AS ward_code,
-                   {_age_band_sql("date_diff('month', TRY_CAST(c.birth_year_month || '-01' AS DATE), f.d)")}
+                   coalesce(c.ward_code, 'unknown') AS ward_code,
+                   {_age_band_sql("greatest(0, date_diff('month', make_date(c.birth_year, 7, 1), f.d))")}
                        AS age_band
             FROM first f JOIN linked.children c USING (child_id)
-            LEFT JOIN reference.areas r ON r.postcode_sector = c.postcode_sector
             """,
             [as_of, as_of],
         ).df()
-        wards = con.execute(
-            "SELECT ward_code, any_value(ward_name) AS ward_name FROM reference.areas GROUP BY 1"
-        ).df()
+        wards = con.execute("SELECT ward_code, ward_name FROM reference.wards").df()
 
     kids["age_band"] = kids["age_band"].fillna("unknown")
     observed["age_band"] = observed["age_band"].fillna("unknown")

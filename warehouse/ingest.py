@@ -11,7 +11,15 @@ load: it is copied to the quarantine folder and recorded in `quarantine.files` w
 with plaintext identifiers where encodings belong (`warehouse.plaintext`) is refused before
 anything is written: only its hash, name and reason are recorded and the landing copy is deleted.
 Header-only files and values longer than MAX_FIELD_CHARS are refused whole.
-The reference areas file is (re)loaded when its content changes.
+
+Ingest serves both units, each with its own landing folder and store (`settings.unit`): the
+linkage unit accepts only people files (identifier encodings), the hub only attributes and events
+files.  A file of the other unit's kind is refused like plaintext (nothing kept, landing copy
+deleted): the hub must never hold an identifier encoding, the linkage unit never an event.
+A value in a shape-checked column that does not have its shape is never stored
+(`warehouse.plaintext.scrub_mask`): NULL is stored instead and `quarantine.scrubbed` records the
+row, column and kind of value; validation quarantines the row.
+The hub's reference wards file is (re)loaded when its content changes.
 """
 
 from __future__ import annotations
@@ -94,16 +102,19 @@ def load_id_for(file_hash: str) -> str:
     return "L" + file_hash[:16]
 
 
-def read_contract_csv(path: Path) -> ReadFile:
+def read_contract_csv(path: Path, unit: str = "hub") -> ReadFile:
     """Read a landing file strictly as the contract's CSV, every value as text.
 
-    Raises IngestError naming the file (and the row where known) on anything else.
+    Raises IngestError naming the file (and the row where known) on anything else, and
+    PlaintextRefused for plaintext or for a kind of file the unit must never hold.
     """
     name = path.name
     try:
         agency, kind = contract.parse_file_name(name)
     except ValueError as exc:
         raise IngestError(str(exc)) from None
+    if kind not in contract.UNIT_KINDS[unit]:
+        raise PlaintextRefused(wrong_unit_reason(name, kind, unit))
     with path.open("rb") as f:
         head = f.read(4)
     if head[:2] == b"\x1f\x8b":
@@ -170,6 +181,20 @@ def read_contract_csv(path: Path) -> ReadFile:
     return ReadFile(agency, kind, header, table)
 
 
+def wrong_unit_reason(name: str, kind: str, unit: str) -> str:
+    """Why a file of another unit's kind is refused (nothing of it is kept)."""
+    if unit == "hub":
+        what = "identifier encodings, which the analytics hub must never hold"
+        where = "the linkage unit"
+    else:
+        what = f"{kind}, which the linkage unit must never hold"
+        where = "the analytics hub"
+    return (
+        f"{name}: a {kind} file holds {what}; it was refused and not kept here: send it to "
+        f"{where} (rule: separation)"
+    )
+
+
 def _quarantine_file(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -217,15 +242,28 @@ def _extract_date(table: pa.Table) -> str | None:
         return None
 
 
+def scrub(table: pa.Table, kind: str) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    """The table with every value that lacks its column's shape replaced by "" (so never
+    stored), and [(1-based row, column, kind of value)] for `quarantine.scrubbed`."""
+    found: list[tuple[int, str, str]] = []
+    for col, bad in plaintext.scrub_mask(kind, table).items():
+        values = table.column(col)
+        rows = pc.indices_nonzero(pc.cast(bad, pa.uint8())).to_pylist()
+        for i in rows:
+            found.append((i + 1, col, plaintext.kind_of_value(values[i].as_py())))
+        cleaned = pc.if_else(bad, pa.scalar("", pa.string()), values)
+        table = table.set_column(table.column_names.index(col), col, cleaned)
+    return table, found
+
+
 def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_hash: str) -> dict:
-    read = read_contract_csv(path)
+    read = read_contract_csv(path, settings.unit)
     expected = contract.columns_for(read.kind)
     load_id = load_id_for(file_hash)
     n = read.table.num_rows
     present = [c for c in expected if c in read.header]
-    frame = read.table.select(present).append_column(
-        "row_number", pa.array(range(1, n + 1), type=pa.int64())
-    )
+    table, scrubbed = scrub(read.table.select(present), read.kind)
+    frame = table.append_column("row_number", pa.array(range(1, n + 1), type=pa.int64()))
     select = ", ".join(f'"{c}"' if c in present else f"NULL AS {c}" for c in expected)
     with transaction(con, "ingest.before_commit"):
         con.execute(
@@ -250,6 +288,12 @@ def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_h
             [load_id],
         )
         con.unregister("incoming")
+        if scrubbed:
+            con.executemany(
+                "INSERT INTO quarantine.scrubbed (load_id, row_number, column_name, kind) "
+                "VALUES (?, ?, ?, ?)",
+                [[load_id, row, col, what] for row, col, what in scrubbed],
+            )
         if set(read.header) != set(expected):
             # keep the file as received: validation will quarantine the batch, and columns the
             # contract does not know are not in the raw tables
@@ -260,6 +304,7 @@ def _load(con: duckdb.DuckDBPyConnection, settings: Settings, path: Path, file_h
         "agency": read.agency,
         "kind": read.kind,
         "rows": n,
+        "values_not_stored": len(scrubbed),
     }
 
 
@@ -272,17 +317,20 @@ def _quarantine_copy(settings: Settings, path: Path, file_hash: str) -> Path:
 
 
 def load_reference(con: duckdb.DuckDBPyConnection, settings: Settings) -> int | None:
+    """The hub's public reference: wards with their name and deprivation decile (from the
+    reference areas file; the postcode-sector lookup itself is for agencies and stays out)."""
     path = settings.reference_dir / "areas.csv"
-    if not path.exists():
+    if settings.unit != "hub" or not path.exists():
         return None
     with transaction(con):
-        con.execute("DELETE FROM reference.areas")
+        con.execute("DELETE FROM reference.wards")
         con.execute(
-            "INSERT INTO reference.areas SELECT postcode_sector, ward_code, ward_name, "
-            "CAST(imd_decile AS INTEGER) FROM read_csv(?, header=true, all_varchar=true)",
+            "INSERT INTO reference.wards SELECT ward_code, any_value(ward_name), "
+            "CAST(any_value(imd_decile) AS INTEGER) "
+            "FROM read_csv(?, header=true, all_varchar=true) GROUP BY ward_code",
             [str(path)],
         )
-    return con.execute("SELECT count(*) FROM reference.areas").fetchone()[0]
+    return con.execute("SELECT count(*) FROM reference.wards").fetchone()[0]
 
 
 def landing_files(settings: Settings) -> list[Path]:
@@ -337,6 +385,7 @@ def run(settings: Settings) -> dict:
         "files_refused_plaintext": refused,
         "quarantined": quarantined,
         "loads": loaded,
-        "reference_areas": areas,
+        "reference_wards": areas,
+        "values_not_stored": sum(x["values_not_stored"] for x in loaded),
         "seconds": round(time.perf_counter() - started, 3),
     }

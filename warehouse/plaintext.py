@@ -7,12 +7,20 @@ any form: ingest calls `find_plaintext` on the parsed file *before* anything is 
 finding records only the file's hash, name and the reason (which names the column, the first row
 and the kind of value, never the value) and deletes the landing copy.
 
-Owns the patterns for what a token, a Bloom filter and each kind of plaintext look like.
+Second line of defence (`scrub_mask`): a value in a shape-checked column (an encoding, or a coarse
+clear field such as `birth_year`, `event_month`, `ward_code`) that does not have its column's
+shape is never written anywhere, even when it does not look like plaintext: ingest stores NULL in
+its place and records only the row, the column and the kind of value (`quarantine.scrubbed`), and
+validation quarantines the row.
+
+Owns the patterns for what a token, a Bloom filter, each shape-checked clear column and each kind
+of plaintext look like.  Patterns are RE2 (Arrow) and Python `re` compatible and Unicode-aware:
+an accented name (`Renée`), a name in another script, or a number written with dashes, dots or
+slashes is recognised as plaintext.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -23,22 +31,57 @@ from joinedup import contract
 TOKEN_RE = rf"^[0-9a-f]{{{contract.TOKEN_HEX_LENGTH}}}$"
 BLOOM_RE = rf"^[0-9a-f]{{{contract.BLOOM_HEX_LENGTH}}}$"
 
-#: kinds of plaintext, in the order they are tested (first match names the finding)
+#: kinds of plaintext, in the order they are tested (first match names the finding).  `\pL` is any
+#: Unicode letter and `\pM` a combining mark, so accented and non-Latin names are caught.
 PLAINTEXT_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("date", r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})\s*$"),
+    (
+        "date",
+        r"^\s*(\d{4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,2}|\d{1,2}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{2,4}|\d{8})\s*$",
+    ),
     ("postcode", r"^\s*[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\s*$"),
-    ("number or id", r"^\s*[A-Za-z]{0,2}[\d ]{6,}[A-Za-z]?\s*$"),
-    ("name or text", r"^\s*[A-Za-z][A-Za-z'’. -]*\s*$"),
+    ("number or id", r"^\s*[A-Za-z]{0,3}[\s\-./]*(\d[\s\-./]*){6,}[A-Za-z]?\s*$"),
+    ("name or text", r"^\s*[\pL\pM][\pL\pM'’‘`´.,\s-]*\s*$"),
 )
 #: raw-extract columns: their presence means the agency sent the raw file
 RAW_ONLY_COLUMNS: tuple[str, ...] = tuple(
-    c for c in contract.RAW_PEOPLE_COLUMNS if c not in contract.PEOPLE_COLUMNS
+    dict.fromkeys(
+        c
+        for c in contract.RAW_PEOPLE_COLUMNS + contract.RAW_EVENT_COLUMNS
+        if c not in contract.PEOPLE_COLUMNS + contract.ATTRIBUTE_COLUMNS + contract.EVENT_COLUMNS
+    )
 )
+_FULL_DATE = r"^\s*\d{4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,2}\s*$"
+_FULL_POSTCODE = r"^\s*[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\s*$"
 #: coarse clear columns and the plaintext they must not carry
 CLEAR_COLUMN_LEAKS: dict[str, tuple[str, str]] = {
-    "birth_year_month": ("full date of birth", r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$"),
-    "postcode_sector": ("full postcode", r"^\s*[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\s*$"),
+    "birth_year_month": ("full date of birth", _FULL_DATE),
+    "birth_year": ("full date of birth", _FULL_DATE),
+    "postcode_sector": ("full postcode", _FULL_POSTCODE),
+    "ward_code": ("full postcode", _FULL_POSTCODE),
 }
+#: the shape of every shape-checked clear column; a value without it is not stored
+CLEAR_SHAPES: dict[str, str] = {
+    "birth_year_month": r"^[0-9]{4}-[0-9]{2}$",
+    "birth_year": r"^[0-9]{4}$",
+    "postcode_sector": r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9]$",
+    "ward_code": r"^[A-Z][0-9]{6,8}$",
+    "event_month": r"^[0-9]{4}-[0-9]{2}$",
+}
+
+
+def encoding_shapes(kind: str) -> dict[str, str]:
+    """Encoding column -> its shape (regex) for a file kind: tokens, Bloom filters."""
+    shapes = {c: TOKEN_RE for c in contract.TOKEN_COLUMNS}
+    shapes.update({c: BLOOM_RE for c in contract.BLOOM_COLUMNS})
+    shapes["event_token"] = TOKEN_RE
+    return {c: r for c, r in shapes.items() if c in contract.columns_for(kind)}
+
+
+def checked_shapes(kind: str) -> dict[str, str]:
+    """Every shape-checked column of a file kind (encodings and coarse clear fields) -> regex."""
+    shapes = encoding_shapes(kind)
+    shapes.update({c: r for c, r in CLEAR_SHAPES.items() if c in contract.columns_for(kind)})
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -94,11 +137,7 @@ def find_plaintext(kind: str, table: pa.Table) -> Finding | None:
             nonempty = _first(pc.not_equal(pc.utf8_trim_whitespace(values), ""))
             if nonempty:
                 return Finding(col, nonempty[0], "raw-extract column", nonempty[1])
-    encoded = [(c, TOKEN_RE) for c in contract.TOKEN_COLUMNS]
-    encoded += [(c, BLOOM_RE) for c in contract.BLOOM_COLUMNS]
-    if kind == "events":
-        encoded.append(("event_token", TOKEN_RE))
-    for col, shape in encoded:
+    for col, shape in encoding_shapes(kind).items():
         if col not in names:
             continue
         values = table.column(col)
@@ -118,11 +157,37 @@ def find_plaintext(kind: str, table: pa.Table) -> Finding | None:
     return None
 
 
+def scrub_mask(kind: str, table: pa.Table) -> dict[str, pa.ChunkedArray]:
+    """Column -> boolean mask of the non-empty values that do not have the column's shape
+    (only columns with at least one such value).  These values must never be stored."""
+    out: dict[str, pa.ChunkedArray] = {}
+    for col, shape in checked_shapes(kind).items():
+        if col not in table.column_names:
+            continue
+        values = table.column(col)
+        bad = pc.fill_null(
+            pc.and_(pc.not_equal(values, ""), pc.invert(pc.match_substring_regex(values, shape))),
+            False,
+        )
+        if pc.any(bad).as_py():
+            out[col] = bad
+    return out
+
+
+def kind_of_value(value: str) -> str:
+    """What a value that failed its shape looks like, for `quarantine.scrubbed` (never the value)."""
+    return looks_like_plaintext(value) or "not of the column's shape"
+
+
 def looks_like_plaintext(value: str) -> str | None:
-    """The plaintext kind a single value looks like (for tests and docs), or None."""
-    if re.match(TOKEN_RE, value) or re.match(BLOOM_RE, value):
+    """The plaintext kind a single value looks like, or None (the same RE2 patterns as files)."""
+    one = pa.chunked_array([pa.array([value], pa.string())])
+    if (
+        pc.any(pc.match_substring_regex(one, TOKEN_RE)).as_py()
+        or pc.any(pc.match_substring_regex(one, BLOOM_RE)).as_py()
+    ):
         return None
     for kind, pattern in PLAINTEXT_PATTERNS:
-        if re.match(pattern, value):
+        if pc.any(pc.match_substring_regex(one, pattern)).as_py():
             return kind
     return None

@@ -42,13 +42,14 @@ import pandas as pd
 
 from expectations import validate
 from expectations.checks import load_suite
+from joinedup import contract
 from joinedup.config import Settings
 from warehouse.db import connect, transaction
 from warehouse.ingest import load_id_for
 
 _PLAINTEXT_RULE = "(rule: plaintext)"
 _LOAD_COLUMNS = (*validate.LOAD_COLUMNS, "status")
-_INTEGRITY_RULE = "record_token_in_people"
+_INTEGRITY_RULE = "record_token_in_attributes"
 _REASONS = ("row_number", "rules", "reason")
 
 
@@ -174,16 +175,19 @@ def list_quarantine(
     if not settings.warehouse_path.exists():
         raise ValueError("no warehouse yet: run the pipeline (joinedup run) first")
     with connect(settings) as con:
+        staged = " UNION ALL ".join(
+            f"SELECT load_id, count(*) n FROM staging.{kind} GROUP BY 1"
+            for kind in contract.UNIT_KINDS[settings.unit]
+        )
         loads = con.execute(
-            """
+            f"""
             SELECT l.load_id, l.file_name, l.agency, l.kind, l.n_rows,
-                   coalesce(sp.n, 0) + coalesce(se.n, 0) AS staged,
+                   coalesce(sp.n, 0) AS staged,
                    coalesce(q.n, 0) AS quarantined,
                    coalesce(h.n, 0) AS released,
                    f.file_hash IS NOT NULL AS batch_quarantined
             FROM raw.loads l
-            LEFT JOIN (SELECT load_id, count(*) n FROM staging.people GROUP BY 1) sp USING (load_id)
-            LEFT JOIN (SELECT load_id, count(*) n FROM staging.events GROUP BY 1) se USING (load_id)
+            LEFT JOIN ({staged}) sp USING (load_id)
             LEFT JOIN (SELECT load_id, count(*) n FROM quarantine.rows GROUP BY 1) q USING (load_id)
             LEFT JOIN (SELECT load_id, count(*) n FROM quarantine.row_history
                        WHERE action <> 'rules_updated' GROUP BY 1) h USING (load_id)
@@ -531,7 +535,7 @@ def _release(
         figures["next"] = (
             "released rows reach linkage and features on the next pipeline run (joinedup run)"
         )
-    if kind == "people" and len(passing):
+    if kind == "attributes" and len(passing):
         waiting = _events_waiting_for_people(con, agency)
         if waiting:
             figures["then_release"] = (

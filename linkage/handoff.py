@@ -1,0 +1,86 @@
+"""The linkage unit's hand-off to the analytics hub: record token -> child id, and quality figures.
+
+Separation of functions: the hub never sees an identifier encoding, so all it receives from the
+linkage unit is, per linked record, `agency, record_token, child_id, match_probability_max`
+(`MAPPING_COLUMNS`, CSV) and a JSON of aggregate linkage-quality figures (counts, thresholds,
+cluster sizes, review counts, checks, truth figures on synthetic data; never a token).  Both are
+written atomically to the linkage unit's outbox (`settings.handoff_outbox`); in the embedded
+default they are then delivered (copied atomically) into the hub's inbox
+(`settings.handoff_inbox`).  In a deployment the outbox is transferred by the organisations'
+secure file exchange instead (docs/privacy.md, "The exchange").
+
+Owns: `MAPPING_COLUMNS`, `MAPPING_FILE`, `QUALITY_FILE`, `send`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from joinedup.config import Settings
+
+MAPPING_FILE = "child_mapping.csv"
+QUALITY_FILE = "linkage_quality.json"
+MAPPING_COLUMNS: tuple[str, ...] = ("agency", "record_token", "child_id", "match_probability_max")
+#: figures of the link stage that are aggregates and safe to hand to the hub
+QUALITY_KEYS: tuple[str, ...] = (
+    "run_id",
+    "mode",
+    "mode_reason",
+    "records",
+    "records_by_agency",
+    "children",
+    "cluster_sizes",
+    "pairs_scored",
+    "pairs_above_threshold",
+    "guard_edges_dropped",
+    "twin_edges_dropped",
+    "threshold",
+    "review_band",
+    "id_history",
+    "checks",
+    "review",
+    "truth",
+    "seconds_total",
+)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def send(settings: Settings, records: pd.DataFrame, figures: dict) -> dict:
+    """Write the mapping and the quality figures to the outbox and deliver them to the hub's
+    inbox (embedded default).  Returns counts and paths only."""
+    outbox = settings.handoff_outbox
+    mapping = records.reindex(columns=list(MAPPING_COLUMNS)).sort_values(
+        ["agency", "record_token"], kind="stable"
+    )
+    quality = {k: figures[k] for k in QUALITY_KEYS if k in figures}
+    _atomic_write(
+        outbox / MAPPING_FILE, lambda f: mapping.to_csv(f, index=False, lineterminator="\n")
+    )
+    _atomic_write(
+        outbox / QUALITY_FILE,
+        lambda f: json.dump(quality, f, indent=2, default=str, sort_keys=True),
+    )
+    inbox = settings.handoff_inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    for name in (MAPPING_FILE, QUALITY_FILE):
+        tmp = inbox / f".{name}.{os.getpid()}.tmp"
+        shutil.copyfile(outbox / name, tmp)
+        os.replace(tmp, inbox / name)
+    return {"records": int(len(mapping)), "outbox": str(outbox), "delivered_to": str(inbox)}
