@@ -21,7 +21,7 @@ Results are scrubbed of values (`expectations.validate.scrub`) except aggregate 
 non-identifying numeric columns, stored in the GX results store, and built into Data Docs by the
 publish stage (`build_docs`).
 
-Owns: `TARGETS`, `check`, `checked_transaction`, `build_docs`, `DownstreamCheckFailed`.
+Owns: `Target`, `TARGETS`, `check`, `checked_transaction`, `build_docs`, `DownstreamCheckFailed`.
 Imports `joinedup`, `warehouse.db` and `expectations.validate`/`checks`; GX lazily.
 """
 
@@ -342,9 +342,16 @@ def _resolve_for_docs(suite_result: Any, parameters: dict) -> None:
     suite_result.success = bool(suite_result.success)
 
 
-def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -> dict:
+def check(
+    con: Any,
+    settings: Settings,
+    table: str,
+    run_by: str | None = None,
+    target: Target | None = None,
+) -> dict:
     """Run `table`'s suite on the table as it stands in `con` (typically inside the writing
-    transaction).  Returns the outcome; writes nothing.  `record` stores it."""
+    transaction).  Returns the outcome; writes nothing.  `record` stores it.  `target` checks a
+    `Target` not in `TARGETS` (the published read models, `warehouse.read_models.checks`)."""
     from expectations.validate import (
         batch_definition_for,
         gx_suite,
@@ -354,7 +361,7 @@ def check(con: Any, settings: Settings, table: str, run_by: str | None = None) -
     )
 
     started = time.perf_counter()
-    target = TARGETS[table]
+    target = target or TARGETS[table]
     suite_dict = load_named_suite(target.suite)
     previous = _previous_baseline(con, table)
     frame = target.frame(con, settings)

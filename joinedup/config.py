@@ -108,8 +108,9 @@ class Settings:
 
     @property
     def published_path(self) -> Path:
-        """The read-only snapshot the dashboard reads; swapped in atomically by publish."""
-        return self.home / "warehouse" / "published.duckdb"
+        """The analysts' read-only snapshot (the dashboard's); swapped in atomically by publish,
+        beside the planners' and engineers' (`warehouse.read_models.builder.snapshot_paths`)."""
+        return self.home / "warehouse" / "published_analysts.duckdb"
 
     @property
     def outputs_dir(self) -> Path:

@@ -158,7 +158,7 @@ def _scan(path: Path, identifiers: dict[str, set[str]]) -> list[str]:
                 column in contract.CLEAR_DATE_COLUMNS
                 or schema == "audit"
                 or dtype == "JSON"
-                or table == "published_manifest"
+                or table == "manifest"
             ):
                 # clear event/extract dates are not dates of birth; audit figures hold run dates
                 continue
@@ -174,7 +174,10 @@ def test_no_raw_identifier_reaches_the_warehouse_or_the_snapshot(pipeline):
     identifiers = _raw_identifiers(settings)
     assert all(len(v) > 100 for v in identifiers.values())
     assert _scan(settings.warehouse_path, identifiers) == []
-    assert _scan(settings.published_path, identifiers) == []
+    from warehouse.read_models.builder import snapshot_paths
+
+    for path in snapshot_paths(settings).values():
+        assert _scan(path, identifiers) == []
 
 
 def test_the_scan_would_catch_a_leak(tmp_path, pipeline):
@@ -231,9 +234,16 @@ def test_a_model_that_fails_the_gate_is_registered_but_publishes_no_scores(pipel
     assert (settings.models_dir / train["version"] / "metrics.json").exists()  # registered
     assert not (settings.models_dir / "current").exists()
     assert score["children_scored"] == 0 and "deployment gate" in score["reason"]
-    for path in (settings.warehouse_path, settings.published_path):
+    from warehouse.read_models.builder import snapshot_paths
+
+    published = snapshot_paths(settings)
+    for path, tables in (
+        (settings.warehouse_path, ("scores.current", "scores.forecast")),
+        (published["analysts"], ("scores",)),
+        (published["planners"], ("forecast",)),
+    ):
         con = duckdb.connect(str(path), read_only=True)
-        for table in ("scores.current", "scores.forecast"):
+        for table in tables:
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, (path, table)
         con.close()
     listed = _cli(settings.home, "models", "list")

@@ -1,4 +1,4 @@
-"""Publish swaps in a complete snapshot; stages are audited; the CLI fails with one line."""
+"""Publish swaps in the verified read models; stages are audited; the CLI fails with one line."""
 
 from __future__ import annotations
 
@@ -15,23 +15,37 @@ from tests.landing_fixtures import write_agency
 from warehouse.db import connect
 
 
-def test_publish_writes_a_verified_snapshot_and_replaces_it_atomically(settings):
+def test_publish_writes_verified_read_models_and_replaces_them_atomically(settings):
+    """After ingest alone (no linked, scores or wards yet) publish still writes the three read
+    models with their documented schemas; raw rows never reach them, only load metadata."""
+    from warehouse.read_models.builder import snapshot_paths
+
     write_agency(settings.landing_dir, "health", n_people=4)
     run_stage("ingest", settings)
     first = run_stage("publish", settings)
-    assert first["rows"] > 0
-    snap = duckdb.connect(str(settings.published_path), read_only=True)
-    assert snap.execute("SELECT count(*) FROM raw.people").fetchone()[0] == 4
-    manifest = json.loads(snap.execute("SELECT row_counts FROM published_manifest").fetchone()[0])
+    assert first["rows"] > 0 and set(first["checks"].values()) == {"passed"}
+    paths = snapshot_paths(settings)
+    assert settings.published_path == paths["analysts"]
+    for path in paths.values():
+        snap = duckdb.connect(str(path), read_only=True)
+        schemas = {
+            r[0] for r in snap.sql("SELECT DISTINCT schema_name FROM duckdb_tables()").fetchall()
+        }
+        assert schemas == {"main"}  # no raw, staging, quarantine or audit schema
+        snap.close()
+    snap = duckdb.connect(str(paths["engineers"]), read_only=True)
+    loads = snap.execute("SELECT count(*) FROM loads").fetchone()[0]
+    manifest = dict(snap.execute("SELECT table_name, n_rows FROM manifest").fetchall())
     snap.close()
-    assert manifest["raw.people"] == 4
+    assert loads == manifest["loads"] == 2
     write_agency(settings.landing_dir / "next", "police", n_people=2)
     run_stage("ingest", settings)
     run_stage("publish", settings)
-    snap = duckdb.connect(str(settings.published_path), read_only=True)
-    assert snap.execute("SELECT count(*) FROM raw.people").fetchone()[0] == 6
+    snap = duckdb.connect(str(paths["engineers"]), read_only=True)
+    assert snap.execute("SELECT count(*) FROM loads").fetchone()[0] == 4
     snap.close()
     assert not list(settings.published_path.parent.glob("*.tmp"))
+    assert not list(settings.published_path.parent.glob(".*.tmp*"))
 
 
 def test_hub_stages_are_recorded_in_the_audit_layer(settings):

@@ -1,82 +1,43 @@
-"""Publish: an atomic, complete snapshot of the warehouse for readers.
+"""Publish: the read models for each audience, verified and swapped in atomically.
 
-DuckDB allows one writing process, so the dashboard never opens the working warehouse.  Publish
-copies every table into a new file next to the snapshot, checks that each table's row count
-matches the source, then swaps it in with `os.replace` (atomic on one filesystem): a reader sees
-the old snapshot or the new one, never a partial one.
+DuckDB allows one writing process, so readers never open the working warehouse.  Publish builds
+three snapshot files (`warehouse.read_models`; schemas in docs/read-models.md) -- analysts'
+(pseudonymous child level), planners' (suppressed aggregates) and engineers' (pipeline health) --
+each in a temp file, verified (manifest counts, no raw token or filter value, its committed GX
+suites), and swaps them in with `os.replace` only when all three pass: a reader sees an old
+snapshot or a new one, never a partial one, and a failure keeps every old snapshot.
+`settings.published_path` is the analysts' snapshot.
+
+Owns `run` (the publish stage) and `outputs_dir/published.json` (the manifest of the last
+publish).  Rebuilds the Data Docs site (`expectations.downstream.build_docs`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from datetime import datetime
 
-import duckdb
-
-from joinedup import faults
 from joinedup.config import Settings
-from warehouse.db import connect
-
-
-def _tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[tuple[str, str]]:
-    return con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2",
-        [catalog],
-    ).fetchall()
+from warehouse.read_models.builder import publish
 
 
 def run(settings: Settings) -> dict:
-    """Write and verify a new snapshot, then swap it in. Figures: tables, rows, path."""
+    """Build, verify and swap in the three snapshots.  Figures: paths, tables, rows, checks."""
     started = time.perf_counter()
-    target = settings.published_path
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-        leftover.unlink(missing_ok=True)
-    with connect(settings) as con:
-        con.execute("CHECKPOINT")
-        catalog = con.execute("SELECT current_database()").fetchone()[0]
-        con.execute(f"ATTACH '{tmp}' AS snapshot")
-        try:
-            con.execute(f"COPY FROM DATABASE {catalog} TO snapshot")
-            counts: dict[str, int] = {}
-            for schema, table in _tables(con, catalog):
-                src = con.execute(
-                    f'SELECT count(*) FROM {catalog}."{schema}"."{table}"'
-                ).fetchone()[0]
-                dst = con.execute(f'SELECT count(*) FROM snapshot."{schema}"."{table}"').fetchone()[
-                    0
-                ]
-                if src != dst:
-                    raise RuntimeError(
-                        f"publish: {schema}.{table} has {src} rows but the snapshot has {dst}; "
-                        "the old snapshot was kept"
-                    )
-                counts[f"{schema}.{table}"] = src
-            con.execute(
-                "CREATE TABLE snapshot.main.published_manifest AS SELECT ?::TIMESTAMP AS published_at, "
-                "?::JSON AS row_counts",
-                [datetime.now(), json.dumps(counts)],
-            )
-        finally:
-            con.execute("DETACH snapshot")
-    faults.checkpoint("publish.before_swap")
-    os.replace(tmp, target)
-    manifest = {
-        "published_at": datetime.now().isoformat(timespec="seconds"),
-        "path": str(target),
-        "tables": len(counts),
-        "row_counts": counts,
-    }
+    result = publish(settings)
+    counts = result["row_counts"]
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    (settings.outputs_dir / "published.json").write_text(json.dumps(manifest, indent=2))
+    (settings.outputs_dir / "published.json").write_text(json.dumps(result, indent=2))
     from expectations.downstream import build_docs
 
     return {
-        "path": str(target),
-        "tables": len(counts),
-        "rows": sum(counts.values()),
+        "path": result["paths"]["analysts"],
+        "paths": result["paths"],
+        "publish_id": result["publish_id"],
+        "tables": sum(len(c) for c in counts.values()),
+        "rows": sum(sum(c.values()) for c in counts.values()),
+        "rows_by_audience": {a: sum(c.values()) for a, c in counts.items()},
+        "checks": {t: c["outcome"] for t, c in result["checks"].items()},
         "data_docs": build_docs(settings),
         "seconds": round(time.perf_counter() - started, 3),
     }
