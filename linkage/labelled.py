@@ -184,7 +184,9 @@ def run_ours(
                 source / contract.file_name(agency, "people"), index=False
             )
         key_file = keys.generate_key(home / "throwaway.key")
-        pseudonymise.run(Settings(home=home), key_file=key_file, source=source, dest=dest)
+        pseudonymise.run(
+            Settings(home=home), key_file=key_file, source=source, dest=dest, dest_linkage=dest
+        )
         people = pd.concat(
             [
                 pd.read_csv(

@@ -1,8 +1,10 @@
 """Synthetic ground truth for linkage evaluation (never ingested; synthetic data only).
 
 `truth_dir/people_<agency>.parquet(row_number, person_id)` gives the person behind each data row
-of the agency's people file; ingest keeps `row_number`, so truth joins to records via the latest
-people load of each agency in `raw.loads` and `raw.people`.
+of the agency's raw people file; the pseudonymiser keeps row order in both files it makes of it
+(the linkage unit's people file and the hub's attributes file) and ingest keeps `row_number`, so
+truth joins to records via the latest load of each agency in `raw.loads` and `raw.people` (at the
+linkage unit) or `raw.attributes` (at the hub).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def record_truth(settings: Settings, con: duckdb.DuckDBPyConnection) -> pd.DataF
     """`(agency, record_token, person_id[, sex, ethnicity, imd_decile])` for every record of
     each agency's latest people load; the attributes are the true person's."""
     frames = []
+    kind = "people" if settings.unit == "linkage" else "attributes"
     for agency in contract.AGENCIES:
         path = settings.truth_dir / f"people_{agency}.parquet"
         if not path.is_file():
@@ -31,13 +34,13 @@ def record_truth(settings: Settings, con: duckdb.DuckDBPyConnection) -> pd.DataF
         truth = pd.read_parquet(path, columns=["row_number", "person_id"])
         truth["row_number"] = truth["row_number"].astype("int64")
         rows = con.execute(
-            """
-            SELECT p.row_number, p.record_token FROM raw.people p
+            f"""
+            SELECT p.row_number, p.record_token FROM raw.{kind} p
             WHERE p.load_id = (SELECT load_id FROM raw.loads
-                               WHERE agency = ? AND kind = 'people' AND status = 'loaded'
+                               WHERE agency = ? AND kind = ? AND status = 'loaded'
                                ORDER BY loaded_at DESC, load_id DESC LIMIT 1)
             """,
-            [agency],
+            [agency, kind],
         ).df()
         if rows.empty:
             continue

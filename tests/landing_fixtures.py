@@ -1,4 +1,6 @@
-"""Small hand-made pseudonymised landing files for ingest and publish tests."""
+"""Small hand-made pseudonymised landing files (contract v2) for ingest and publish tests:
+`write_agency` writes the hub's attributes and events files, `write_people` the linkage unit's
+people (encodings) file."""
 
 from __future__ import annotations
 
@@ -19,17 +21,12 @@ def people_rows(agency: str, n: int) -> list[dict[str, str]]:
             {
                 "agency": agency,
                 "record_token": tok(agency, "rec", i),
-                "first_name_token": tok("fn", i),
-                "surname_token": tok("sn", i),
-                "first_name_bf": "0" * 128,
-                "surname_bf": "f" * 128,
-                "first_name_soundex_token": tok("fs", i),
-                "surname_soundex_token": tok("ss", i),
+                "first_name_bf": "0" * contract.BLOOM_HEX_LENGTH,
+                "surname_bf": "f" * contract.BLOOM_HEX_LENGTH,
                 "dob_token": tok("dob", i),
                 "dob_swap_token": "",
                 "birth_year_month": "2015-03",
                 "sex": "MF"[i % 2],
-                "ethnicity": "WHITE",
                 "postcode_token": tok("pc", i),
                 "postcode_sector": "JU1 2",
                 "nhs_token": tok("nhs", i),
@@ -38,6 +35,21 @@ def people_rows(agency: str, n: int) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def attribute_rows(agency: str, n: int) -> list[dict[str, str]]:
+    return [
+        {
+            "agency": agency,
+            "record_token": tok(agency, "rec", i),
+            "sex": "MF"[i % 2],
+            "birth_year": "2015",
+            "ethnicity": "WHITE",
+            "ward_code": "W900001",
+            "extract_date": "2026-10-01",
+        }
+        for i in range(n)
+    ]
 
 
 def event_rows(agency: str, n_people: int, per_person: int = 3) -> list[dict[str, str]]:
@@ -50,7 +62,7 @@ def event_rows(agency: str, n_people: int, per_person: int = 3) -> list[dict[str
                     "agency": agency,
                     "event_token": tok(agency, "ev", i, j),
                     "record_token": tok(agency, "rec", i),
-                    "event_date": f"2024-0{1 + j}-15",
+                    "event_month": f"2024-0{1 + j}",
                     "event_type": etype,
                     "value": "",
                     "extract_date": "2026-10-01",
@@ -73,11 +85,21 @@ def write_csv(
     return path
 
 
-def write_agency(landing: Path, agency: str, n_people: int = 5) -> tuple[Path, Path]:
-    p = write_csv(
+def write_people(landing: Path, agency: str, n_people: int = 5) -> Path:
+    """The linkage unit's people file (identifier encodings)."""
+    return write_csv(
         landing / contract.file_name(agency, "people"),
         people_rows(agency, n_people),
         contract.PEOPLE_COLUMNS,
+    )
+
+
+def write_agency(landing: Path, agency: str, n_people: int = 5) -> tuple[Path, Path]:
+    """The hub's attributes and events files."""
+    p = write_csv(
+        landing / contract.file_name(agency, "attributes"),
+        attribute_rows(agency, n_people),
+        contract.ATTRIBUTE_COLUMNS,
     )
     e = write_csv(
         landing / contract.file_name(agency, "events"),

@@ -1,10 +1,11 @@
-"""The Airflow DAG parses with no import errors and wires every hub stage in order."""
+"""The Airflow DAG parses with no import errors and wires every stage (linkage unit, then hub) in
+order."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from joinedup.stages import HUB_STAGES
+from joinedup.stages import PIPELINE_STAGES
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 
@@ -16,10 +17,10 @@ def test_dagbag_has_no_import_errors_and_the_pipeline_dag(airflow_db):
     assert bag.import_errors == {}
     dag = bag.get_dag("joinedup_pipeline")
     assert dag is not None
-    assert [t.task_id for t in dag.topological_sort()] == list(HUB_STAGES)
-    for upstream, downstream in zip(HUB_STAGES, HUB_STAGES[1:], strict=False):
+    assert [t.task_id for t in dag.topological_sort()] == list(PIPELINE_STAGES)
+    for upstream, downstream in zip(PIPELINE_STAGES, PIPELINE_STAGES[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids
-    assert all(dag.get_task(n).outlets for n in HUB_STAGES)
+    assert all(dag.get_task(n).outlets for n in PIPELINE_STAGES)
 
 
 def test_dag_module_imports_no_heavy_libraries():

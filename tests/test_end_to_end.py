@@ -55,7 +55,7 @@ def pipeline(tmp_path_factory):
         settings.landing_dir / "csc_events.csv", dtype=str, keep_default_na=False
     ).head(30)
     bad_dates["event_token"] = bad_dates["event_token"].str[::-1]
-    bad_dates.loc[:4, "event_date"] = ["2021-02-30", "2021-13-01", "yesterday", "", "2099-01-01"]
+    bad_dates.loc[:4, "event_month"] = ["2021-00", "2021-13", "yesterday", "", "2099-01"]
     bad_dates.to_csv(broken / "csc_events.csv", index=False)
     figures["run"] = _cli(home, "run")
     return settings, figures
@@ -66,9 +66,12 @@ def test_every_stage_succeeds_through_the_dag(pipeline):
     run = figures["run"]
     assert run["state"] == "success"
     assert list(run["stages"]) == [
+        "link_ingest",
+        "link_validate",
+        "link",
         "ingest",
         "validate",
-        "link",
+        "assemble",
         "features",
         "train",
         "score",
@@ -83,9 +86,9 @@ def test_every_layer_has_rows(pipeline):
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     for table in (
         "raw.loads",
-        "raw.people",
+        "raw.attributes",
         "raw.events",
-        "staging.people",
+        "staging.attributes",
         "staging.events",
         "quarantine.rows",
         "quarantine.files",
@@ -95,7 +98,8 @@ def test_every_layer_has_rows(pipeline):
         "features.child_month",
         "audit.stage_runs",
         "audit.validations",
-        "reference.areas",
+        "reference.wards",
+        "linked.mapping",
     ):
         assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
     con.close()
@@ -180,6 +184,98 @@ def test_no_raw_identifier_reaches_the_warehouse_or_the_snapshot(pipeline):
         assert _scan(path, identifiers) == []
 
 
+def _encodings(settings: Settings) -> set[str]:
+    """Every identifier-encoding value the linkage unit received (tokens and Bloom filters of
+    names, dates of birth, postcodes, NHS numbers, UPNs)."""
+    lu = settings.for_unit("linkage")
+    con = duckdb.connect(str(lu.warehouse_path), read_only=True)
+    values: set[str] = set()
+    for col in contract.IDENTIFIER_ENCODING_COLUMNS:
+        if col in contract.PEOPLE_COLUMNS:
+            values |= {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM raw.people")
+                       .fetchall() if r[0]}  # fmt: skip
+    con.close()
+    return values
+
+
+def _store_paths(settings: Settings) -> list[Path]:
+    from warehouse.read_models.builder import snapshot_paths
+
+    return [settings.warehouse_path, *snapshot_paths(settings).values()]
+
+
+def test_the_hub_holds_no_identifier_encoding(pipeline):
+    """Separation of functions: no column of the hub's warehouse or of any snapshot is an
+    identifier encoding (or a linkage-only clear field), and no cell anywhere in them holds a
+    value the linkage unit received as an encoding."""
+    settings, _ = pipeline
+    encodings = _encodings(settings)
+    assert len(encodings) > 1000
+    forbidden = set(contract.IDENTIFIER_ENCODING_COLUMNS) | set(contract.LINKAGE_ONLY_CLEAR_COLUMNS)
+    for path in _store_paths(settings):
+        con = duckdb.connect(str(path), read_only=True)
+        cols = con.execute(
+            "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns()"
+        ).fetchall()
+        named = [f"{s}.{t}.{c}" for s, t, c, _ in cols if c in forbidden or c.endswith("_bf")]
+        assert named == [], (path, named)
+        for schema, table, column, dtype in cols:
+            if dtype not in ("VARCHAR", "JSON"):
+                continue
+            hits = con.execute(
+                f'SELECT count(*) FROM "{schema}"."{table}" '
+                f'WHERE CAST("{column}" AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))',
+                [sorted(encodings)],
+            ).fetchone()[0]
+            assert hits == 0, (path, schema, table, column)
+        con.close()
+    # the hub's landing folder never kept a people (encodings) file either
+    assert not list(settings.landing_dir.rglob("*_people.csv"))
+
+
+def test_the_linkage_unit_holds_no_events(pipeline):
+    """The linkage unit's store has no events or attributes table, no event column, and no
+    event token, event type or ethnicity anywhere."""
+    settings, _ = pipeline
+    lu = settings.for_unit("linkage")
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    event_tokens = {r[0] for r in con.execute("SELECT DISTINCT event_token FROM raw.events")
+                    .fetchall() if r[0]}  # fmt: skip
+    con.close()
+    assert len(event_tokens) > 1000
+    con = duckdb.connect(str(lu.warehouse_path), read_only=True)
+    tables = {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}  # fmt: skip
+    assert not {t for t in tables if t.endswith((".events", ".attributes"))}, tables
+    cols = con.execute(
+        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns()"
+    ).fetchall()
+    assert not [c for _, _, c, _ in cols if c.startswith("event_") or c == "ethnicity"]
+    types = {t for ts in contract.EVENT_TYPES.values() for t in ts}
+    for schema, table, column, dtype in cols:
+        if dtype != "VARCHAR":
+            continue
+        cells = {r[0] for r in con.execute(
+            f'SELECT DISTINCT "{column}" FROM "{schema}"."{table}"').fetchall()}  # fmt: skip
+        assert not cells & event_tokens, (schema, table, column)
+        assert not cells & types, (schema, table, column)
+    con.close()
+
+
+def test_uniqueness_on_the_hubs_demographics_is_reported(pipeline):
+    settings, figures = pipeline
+    risk = figures["run"]["stages"]["assemble"]["figures"]["privacy_risk"]
+    assert risk["quasi_identifiers"] == ["sex", "birth_year", "ethnicity", "ward_code"]
+    assert 0 <= risk["unique_k1"] <= risk["k_under_5"] <= risk["k_under_10"] <= 1
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    unique = con.execute(
+        "SELECT avg((k = 1)::INTEGER) FROM (SELECT count(*) OVER (PARTITION BY sex, birth_year, "
+        "ethnicity, ward_code) AS k FROM linked.children)"
+    ).fetchone()[0]
+    con.close()
+    assert abs(unique - risk["unique_k1"]) < 1e-4
+
+
 def test_the_scan_would_catch_a_leak(tmp_path, pipeline):
     settings, _ = pipeline
     identifiers = _raw_identifiers(settings)
@@ -203,7 +299,9 @@ def test_broken_extract_is_quarantined_with_a_reason_and_the_rest_goes_on(pipeli
         "WHERE l.file_name = 'csc_events.csv' AND l.n_rows = 30 ORDER BY q.row_number"
     ).fetchall()
     assert [r for r, _ in bad][:5] == [1, 2, 3, 4, 5]
-    assert all("csc_events.csv" in reason and "event_date" in reason for _, reason in bad[:5])
+    assert all("csc_events.csv" in reason and "event_month" in reason for _, reason in bad[:5])
+    # reasons never quote a received value
+    assert not any(v in reason for _, reason in bad for v in ("2021-13", "yesterday", "2099-01"))
     staged = con.execute(
         "SELECT count(*) FROM staging.events s JOIN raw.loads l USING (load_id) "
         "WHERE l.file_name = 'csc_events.csv' AND l.n_rows = 30"
@@ -212,7 +310,7 @@ def test_broken_extract_is_quarantined_with_a_reason_and_the_rest_goes_on(pipeli
     # conservation: every received row is staged or quarantined, per load
     off = con.execute(
         "SELECT l.load_id FROM raw.loads l "
-        "LEFT JOIN (SELECT load_id, count(*) n FROM staging.people GROUP BY 1 UNION ALL "
+        "LEFT JOIN (SELECT load_id, count(*) n FROM staging.attributes GROUP BY 1 UNION ALL "
         "           SELECT load_id, count(*) FROM staging.events GROUP BY 1) s USING (load_id) "
         "LEFT JOIN (SELECT load_id, count(*) n FROM quarantine.rows GROUP BY 1) q USING (load_id) "
         "WHERE l.n_rows <> coalesce(s.n, 0) + coalesce(q.n, 0)"

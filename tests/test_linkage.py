@@ -12,6 +12,7 @@ import pytest
 
 from joinedup import contract
 from linkage import clustering, evaluate, keys, link, pseudonymise
+from warehouse import assemble
 from warehouse.db import connect
 
 FIRST = ("OLIVER GEORGE HARRY NOAH JACK LEO ARTHUR MUHAMMAD OSCAR CHARLIE JACOB THOMAS HENRY "
@@ -121,39 +122,52 @@ def make_county(settings, n: int = 400, seed: int = 7) -> None:
 
 
 def stage_landing(settings) -> None:
-    """Load the pseudonymised landing files into raw.* and staging.* (stands in for
-    ingest + validate, which other packages own)."""
-    with connect(settings) as con:
-        for path in sorted(settings.landing_dir.glob("*.csv")):
-            agency, kind = contract.parse_file_name(path.name)
-            data = path.read_bytes()
-            load_id = "L" + hashlib.sha256(data).hexdigest()[:16]
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-            if df.empty:
-                continue
-            df.insert(0, "row_number", np.arange(1, len(df) + 1))
-            df.insert(0, "load_id", load_id)
-            con.execute(
-                "INSERT INTO raw.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL, now())",
-                [load_id, agency, kind, path.name, hashlib.sha256(data).hexdigest(), len(df),
-                 ",".join(df.columns[2:]), EXTRACT],
-            )  # fmt: skip
-            con.register("_df", df)
-            con.execute(f"INSERT INTO raw.{kind} SELECT * FROM _df")
-            if kind == "people":
-                con.execute(
-                    "INSERT INTO staging.people SELECT * REPLACE (TRY_CAST(extract_date AS DATE) "
-                    "AS extract_date) FROM _df WHERE record_token <> ''"
-                )
-            else:
-                con.execute(
-                    "INSERT INTO staging.events SELECT * REPLACE (TRY_CAST(event_date AS DATE) "
-                    "AS event_date, TRY_CAST(value AS DOUBLE) AS value, "
-                    "TRY_CAST(extract_date AS DATE) AS extract_date) FROM _df "
-                    "WHERE TRY_CAST(event_date AS DATE) IS NOT NULL "
-                    "AND record_token <> '' AND event_token <> '' AND event_type <> ''"
-                )
-            con.unregister("_df")
+    """Load the pseudonymised landing files into raw.* and staging.* of each unit's own store
+    (stands in for ingest + validate, which other packages own): people encodings at the
+    linkage unit, attributes and events at the hub."""
+    for unit in ("linkage", "hub"):
+        us = settings.for_unit(unit)
+        with connect(us) as con:
+            for path in sorted(us.landing_dir.glob("*.csv")):
+                _stage_file(con, path)
+
+
+def _stage_file(con, path) -> None:
+    agency, kind = contract.parse_file_name(path.name)
+    data = path.read_bytes()
+    load_id = "L" + hashlib.sha256(data).hexdigest()[:16]
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if df.empty:
+        return
+    df.insert(0, "row_number", np.arange(1, len(df) + 1))
+    df.insert(0, "load_id", load_id)
+    con.execute(
+        "INSERT INTO raw.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL, now())",
+        [load_id, agency, kind, path.name, hashlib.sha256(data).hexdigest(), len(df),
+         ",".join(df.columns[2:]), EXTRACT],
+    )  # fmt: skip
+    con.register("_df", df)
+    con.execute(f"INSERT INTO raw.{kind} SELECT * FROM _df")
+    if kind == "people":
+        con.execute(
+            "INSERT INTO staging.people SELECT * REPLACE (TRY_CAST(extract_date AS DATE) "
+            "AS extract_date) FROM _df WHERE record_token <> ''"
+        )
+    elif kind == "attributes":
+        con.execute(
+            "INSERT INTO staging.attributes SELECT * REPLACE (TRY_CAST(birth_year AS INTEGER) "
+            "AS birth_year, TRY_CAST(extract_date AS DATE) AS extract_date) FROM _df "
+            "WHERE record_token <> ''"
+        )
+    else:
+        con.execute(
+            "INSERT INTO staging.events BY NAME SELECT * EXCLUDE (event_month) REPLACE ("
+            "TRY_CAST(value AS DOUBLE) AS value, TRY_CAST(extract_date AS DATE) AS extract_date), "
+            "TRY_CAST(event_month || '-01' AS DATE) AS event_date FROM _df "
+            "WHERE TRY_CAST(event_month || '-01' AS DATE) IS NOT NULL "
+            "AND record_token <> '' AND event_token <> '' AND event_type <> ''"
+        )
+    con.unregister("_df")
 
 
 def build(settings, source: str) -> None:
@@ -175,7 +189,9 @@ def _linked(tmp_path_factory, source: str):
     s = Settings.from_env(tmp_path_factory.mktemp(source) / "home")
     s.ensure_dirs()
     build(s, source)
-    return s, link.run(s, run_id="first")
+    figures = link.run(s.for_unit("linkage"), run_id="first")
+    assemble.run(s)  # the hub applies the hand-off: linked.children / linked.events
+    return s, figures
 
 
 @pytest.fixture(scope="module")
@@ -213,34 +229,35 @@ def test_twins_not_merged(home, request):
 
 def test_linked_tables(linked_home):
     s, figures = linked_home
-    with connect(s) as con:
+    with connect(s.for_unit("linkage")) as con:  # the linkage unit's store
         n_people = con.execute("SELECT count(*) FROM staging.current_people").fetchall()[0][0]
         rec = con.execute("SELECT * FROM linked.records").df()
         assert len(rec) == n_people and rec["child_id"].notna().all()
         assert rec["child_id"].str.fullmatch(r"C[0-9a-f]{10}").all()
+        pairs = con.execute("SELECT * FROM linked.pairs").df()
+        assert list(pairs.columns) == link.PAIR_COLUMNS
+        hist = con.execute("SELECT * FROM linked.child_id_history").df()
+    with connect(s) as con:  # the hub's, after assembling the hand-off
         ch = con.execute("SELECT * FROM linked.children").df()
         assert set(ch["child_id"]) == set(rec["child_id"])
         assert ch["n_records"].sum() == n_people
         assert set(ch["sex"]) <= set(contract.SEXES)
         ev = con.execute("SELECT count(*), count(child_id) FROM linked.events").fetchall()[0]
         assert ev[0] == ev[1] == con.execute("SELECT count(*) FROM staging.events").fetchall()[0][0]
-        pairs = con.execute("SELECT * FROM linked.pairs").df()
-        assert list(pairs.columns) == link.PAIR_COLUMNS
-        hist = con.execute("SELECT * FROM linked.child_id_history").df()
-        assert (hist["event"] == "new").sum() == len(ch)
+    assert (hist["event"] == "new").sum() == len(ch)
 
 
 def test_outputs_have_no_encodings(linked_home):
     s, figures = linked_home
-    out = s.outputs_dir / "linkage"
+    lu = s.for_unit("linkage")
+    out = lu.outputs_dir / "linkage"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["truth"]["f1"] == figures["truth"]["f1"]
     page = (out / "report.html").read_text()
     assert "Match weights" in page and "Cluster sizes" in page
-    with connect(s) as con:
+    with connect(lu) as con:
         values = set()
-        for col in ("record_token", "first_name_token", "surname_token", "dob_token",
-                    "nhs_token", "first_name_bf"):  # fmt: skip
+        for col in ("record_token", "dob_token", "nhs_token", "first_name_bf", "surname_bf"):
             values |= {
                 v[0] for v in con.execute(f"SELECT {col} FROM staging.people").fetchall() if v[0]
             }
@@ -250,6 +267,7 @@ def test_outputs_have_no_encodings(linked_home):
 
 def test_rerun_keeps_child_ids(linked_home):
     s, _ = linked_home
+    s = s.for_unit("linkage")
     with connect(s) as con:
         before = con.execute("SELECT agency, record_token, child_id FROM linked.records").df()
     link.run(s, run_id="second", report=False)

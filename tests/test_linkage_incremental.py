@@ -34,7 +34,7 @@ def months(tmp_path_factory):
     from joinedup.config import Settings
 
     root = tmp_path_factory.mktemp("incremental")
-    s = Settings.from_env(root / "home")
+    s = Settings.from_env(root / "home").for_unit("linkage")
     s.ensure_dirs()
     build(s, "fixture")
     rng = np.random.default_rng(5)
@@ -64,7 +64,7 @@ def months(tmp_path_factory):
             con.register("_rows", frame)
             con.execute("INSERT INTO staging.people SELECT * FROM _rows")
             con.unregister("_rows")
-    s_full = Settings.from_env(root / "full")
+    s_full = Settings.from_env(root / "full").for_unit("linkage")
     shutil.copytree(s.home, s_full.home)
     inc = link.run(s, run_id="m2", mode="incremental", report=False)
     full = link.run(s_full, run_id="m2", mode="full", report=False)

@@ -67,13 +67,14 @@ def test_report_breaks_quality_down_by_group(linked):
         assert sum(r["records"] for r in rows) == figures["truth"]["records_evaluated"], dim
         for r in rows:
             assert 0 <= r["missed_link_rate"] <= 1 and 0 <= r["false_merge_rate"] <= 1
-    page = (s.outputs_dir / "linkage" / "report.html").read_text()
+    page = (s.for_unit("linkage").outputs_dir / "linkage" / "report.html").read_text()
     assert "Linkage quality by group" in page and "By deprivation" in page
     assert "Linkage error rates by group" in page
 
 
 def test_waterfall_chart_holds_no_record_data(linked):
     s, _ = linked
+    s = s.for_unit("linkage")
     page = (s.outputs_dir / "linkage" / "report.html").read_text()
     assert "Waterfall for sample pairs" in page
     values = re.findall(r'"value_[lr]": "([^"]*)"', page)
@@ -81,7 +82,7 @@ def test_waterfall_chart_holds_no_record_data(linked):
     with connect(s) as con:
         tokens = {
             v
-            for col in ("record_token", "first_name_token", "surname_token", "dob_token")
+            for col in ("record_token", "first_name_bf", "surname_bf", "dob_token")
             for (v,) in con.execute(f"SELECT {col} FROM staging.people").fetchall()
             if v
         }

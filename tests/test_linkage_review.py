@@ -20,7 +20,7 @@ from warehouse.db import connect
 def reviewed(tmp_path_factory):
     from joinedup.config import Settings
 
-    s = Settings.from_env(tmp_path_factory.mktemp("review") / "home")
+    s = Settings.from_env(tmp_path_factory.mktemp("review") / "home").for_unit("linkage")
     s.ensure_dirs()
     build(s, "fixture")
     return s, link.run(s, run_id="r1", mode="full", report=False)
