@@ -444,13 +444,17 @@ def conserve(con: Any, context: Any, load: dict, n_read: int) -> dict:
     n_raw = con.execute(f"SELECT count(*) FROM raw.{kind} WHERE load_id = ?", [load_id]).fetchone()[
         0
     ]
+    purged = con.execute(
+        "SELECT coalesce(sum(n_rows), 0) FROM rights.purged_rows WHERE load_id = ?", [load_id]
+    ).fetchone()[0]
     conservation = _check_conservation(
         context,
         {
             "rows_in": n_raw,
             "rows_staged_plus_quarantined": n_staged + n_quarantined,
             "rows_read": n_read,
-            "rows_in_load_record": int(load["n_rows"]),
+            # rows an opt-out removed from the load (warehouse.rights) left it lawfully
+            "rows_in_load_record": int(load["n_rows"]) - purged,
         },
     )
     if not conservation["success"]:

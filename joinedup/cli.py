@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     linkage_commands.register(sub)
     _models_parser(sub)
     _quarantine_parser(sub)
+    _rights_parser(sub)
     return p
 
 
@@ -157,6 +158,47 @@ def _quarantine_parser(sub) -> None:
     s.add_argument("--by", help="who releases (default: $USER)")
     s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     s.set_defaults(handler=_quarantine_release)
+
+
+def _rights_optout(args: argparse.Namespace, settings: Settings) -> dict:
+    from warehouse import rights
+
+    return rights.apply_optouts(settings, args.file, requested_by=args.by)
+
+
+def _rights_access(args: argparse.Namespace, settings: Settings) -> dict:
+    from warehouse import rights
+
+    result = rights.subject_access(settings, args.agency, args.record_token, args.by)
+    files = rights.write_access_reports(settings, result)
+    # the answers are in the files (mode 0600); the figures name no token and no value
+    return {"request_id": result["request_id"], "files": files}
+
+
+def _rights_parser(sub) -> None:
+    """`joinedup rights optout | access` (logic in `warehouse.rights`, docs/privacy.md): act on
+    both units here (embedded default); in a deployment each unit runs them itself."""
+    r = sub.add_parser("rights", help="data-subject rights: opt-out lists, subject access")
+    rsub = r.add_subparsers(dest="rights_command", required=True, metavar="RIGHTS_COMMAND")
+    s = rsub.add_parser(
+        "optout",
+        help="apply an agency's opt-out list (agency,record_token CSV): register the records "
+        "and remove every row of them from both units' stores",
+    )
+    s.add_argument("--file", required=True, type=Path, help="the opt-out list CSV")
+    s.add_argument("--by", required=True, help="who applies the list")
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.set_defaults(handler=_rights_optout)
+    s = rsub.add_parser(
+        "access",
+        help="subject access: what each unit holds about one record, written as JSON (0600) "
+        "to <outputs>/rights/<request id>.json",
+    )
+    s.add_argument("--agency", required=True, help="the record's agency")
+    s.add_argument("--record-token", required=True, help="the record's token (never printed)")
+    s.add_argument("--by", required=True, help="who makes the request")
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    s.set_defaults(handler=_rights_access)
 
 
 def _stage(name: str, settings: Settings, **options) -> dict:
@@ -265,7 +307,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
         return figures
     if cmd == "status":
         return status(settings)
-    if cmd in ("models", "quarantine"):
+    if cmd in ("models", "quarantine", "rights"):
         return args.handler(args, settings)
     if cmd == "linkage":
         from linkage import commands as linkage_commands

@@ -40,7 +40,7 @@ import pyarrow.csv as pacsv
 
 from joinedup import contract, faults
 from joinedup.config import Settings
-from warehouse import plaintext
+from warehouse import plaintext, rights
 from warehouse.db import connect, transaction
 
 _CHUNK = 1 << 20
@@ -243,15 +243,15 @@ def _extract_date(table: pa.Table) -> str | None:
 
 
 def scrub(table: pa.Table, kind: str) -> tuple[pa.Table, list[tuple[int, str, str]]]:
-    """The table with every value that lacks its column's shape replaced by "" (so never
-    stored), and [(1-based row, column, kind of value)] for `quarantine.scrubbed`."""
+    """The table with every value that lacks its column's shape replaced by null (so never
+    stored: raw holds NULL), and [(1-based row, column, kind of value)] for `quarantine.scrubbed`."""
     found: list[tuple[int, str, str]] = []
     for col, bad in plaintext.scrub_mask(kind, table).items():
         values = table.column(col)
         rows = pc.indices_nonzero(pc.cast(bad, pa.uint8())).to_pylist()
         for i in rows:
             found.append((i + 1, col, plaintext.kind_of_value(values[i].as_py())))
-        cleaned = pc.if_else(bad, pa.scalar("", pa.string()), values)
+        cleaned = pc.if_else(bad, pa.scalar(None, pa.string()), values)
         table = table.set_column(table.column_names.index(col), col, cleaned)
     return table, found
 
@@ -377,6 +377,7 @@ def run(settings: Settings) -> dict:
                 _quarantine_file(con, settings, path, file_hash, str(exc), agency=agency, kind=kind)
                 quarantined.append({"file": path.name, "reason": str(exc)})
             seen.add(file_hash)
+        withheld = rights.enforce(con, settings)  # opted-out records never reach staging
     return {
         "files_loaded": len(loaded),
         "rows_loaded": sum(x["rows"] for x in loaded),
@@ -387,5 +388,6 @@ def run(settings: Settings) -> dict:
         "loads": loaded,
         "reference_wards": areas,
         "values_not_stored": sum(x["values_not_stored"] for x in loaded),
+        "rows_withheld_optout": withheld,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -97,7 +97,7 @@ class Finding:
         return (
             f"{file_name} row {self.row}: column {self.column} holds what looks like a plaintext "
             f"{self.kind} ({self.rows} row(s)) where the contract requires an encoding; the "
-            "file was refused and not kept at the hub: pseudonymise it and send it again "
+            "file was refused and not kept here: pseudonymise it and send it again "
             "(rule: plaintext)"
         )
 
