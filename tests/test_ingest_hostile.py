@@ -537,6 +537,14 @@ def test_hostile_values_in_hub_tokens_never_stored(units, file_kind, column, val
         ("hub", "health_events.csv", "event_month", "20140309"),
         ("hub", "health_events.csv", "event_month", "2014-03-09"),
         ("hub", "health_events.csv", "event_month", "王小明"),
+        # coded clear columns (a shifted column, a free-text entry): plaintext is not stored
+        ("linkage", "health_people.csv", "sex", "943-476-5919"),
+        ("hub", "health_attributes.csv", "sex", "Renée"),
+        ("hub", "health_attributes.csv", "ethnicity", "O’Brien-Smith"),
+        ("hub", "health_attributes.csv", "ethnicity", "JU4 7QB"),
+        ("hub", "health_events.csv", "event_type", "Анастасия"),
+        ("hub", "health_events.csv", "value", "943 476 5919"),
+        ("hub", "health_events.csv", "extract_date", "Zoë"),
     ],
 )
 def test_hostile_values_in_other_checked_columns_never_stored(units, unit, name, column, value):

@@ -69,6 +69,28 @@ CLEAR_SHAPES: dict[str, str] = {
 }
 
 
+def _alternatives(values) -> str:
+    return "^(" + "|".join(sorted(values)) + ")$"
+
+
+#: coded clear columns: their allowed values.  A value outside them that looks like plaintext
+#: (a word of two or more letters, a date, a postcode, a number of six or more digits: a shifted
+#: column, a free-text entry) is not stored either; a single stray character (`X`) is stored and
+#: left for its validation rule.
+CODED_SHAPES: dict[str, str] = {
+    "agency": _alternatives(contract.AGENCIES),
+    "sex": _alternatives(contract.SEXES),
+    "ethnicity": _alternatives(contract.ETHNICITIES),
+    "event_type": _alternatives({t for ts in contract.EVENT_TYPES.values() for t in ts}),
+    "value": r"^-?[0-9]+(\.[0-9]+)?$",
+    "extract_date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+}
+_PLAINTEXT_IN_CODED = "|".join(
+    f"({p})" if k != "name or text" else r"(^\s*[\pL\pM][\pL\pM'’‘`´.,\s-]+\s*$)"
+    for k, p in PLAINTEXT_PATTERNS
+)
+
+
 def encoding_shapes(kind: str) -> dict[str, str]:
     """Encoding column -> its shape (regex) for a file kind: tokens, Bloom filters."""
     shapes = {c: TOKEN_RE for c in contract.TOKEN_COLUMNS}
@@ -158,8 +180,9 @@ def find_plaintext(kind: str, table: pa.Table) -> Finding | None:
 
 
 def scrub_mask(kind: str, table: pa.Table) -> dict[str, pa.ChunkedArray]:
-    """Column -> boolean mask of the non-empty values that do not have the column's shape
-    (only columns with at least one such value).  These values must never be stored."""
+    """Column -> boolean mask of the values that must never be stored (only columns with at
+    least one): in a shape-checked column, any non-empty value without its shape; in a coded
+    column, a value outside its codes that looks like plaintext."""
     out: dict[str, pa.ChunkedArray] = {}
     for col, shape in checked_shapes(kind).items():
         if col not in table.column_names:
@@ -167,6 +190,19 @@ def scrub_mask(kind: str, table: pa.Table) -> dict[str, pa.ChunkedArray]:
         values = table.column(col)
         bad = pc.fill_null(
             pc.and_(pc.not_equal(values, ""), pc.invert(pc.match_substring_regex(values, shape))),
+            False,
+        )
+        if pc.any(bad).as_py():
+            out[col] = bad
+    for col, shape in CODED_SHAPES.items():
+        if col not in table.column_names or col not in contract.columns_for(kind):
+            continue
+        values = table.column(col)
+        bad = pc.fill_null(
+            pc.and_(
+                pc.invert(pc.match_substring_regex(values, shape)),
+                pc.match_substring_regex(values, _PLAINTEXT_IN_CODED),
+            ),
             False,
         )
         if pc.any(bad).as_py():
