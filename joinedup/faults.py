@@ -15,10 +15,15 @@ import signal
 ENV = "JOINEDUP_KILL_AT"
 
 #: every checkpoint in the code base, by stage (the kill-and-resume test drives each one)
+#: (the linkage unit's link_ingest / link_validate run the same code as the hub's ingest / validate,
+#: so they share those checkpoints)
 CHECKPOINTS: dict[str, tuple[str, ...]] = {
+    "link_ingest": ("ingest.after_first_file", "ingest.before_commit"),
+    "link_validate": ("validate.after_first_batch", "validate.before_commit"),
+    "link": ("link.before_commit",),
     "ingest": ("ingest.after_first_file", "ingest.before_commit"),
     "validate": ("validate.after_first_batch", "validate.before_commit"),
-    "link": ("link.before_commit",),
+    "assemble": ("assemble.before_commit",),
     "features": ("features.before_commit",),
     "train": ("train.before_current",),
     "score": ("score.before_commit",),

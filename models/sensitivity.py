@@ -1,8 +1,9 @@
 """Sensitivity of the risk scores to linkage: the same population linked at two thresholds,
 scored with the same registered model, and compared with each other and with the published
 scores.  Writes `outputs_dir/linkage_sensitivity.json` (figures only: no ids, no tokens).
-"Published" = `scores.current` in the warehouse (what `publish` snapshots) with the linkage now
-in `linked.records`; its linkage threshold and mode come from the last successful link run.
+"Published" = `scores.current` in the hub's warehouse (what `publish` snapshots) with the linkage
+now in the hub's `linked.records`; its linkage threshold and mode come from the linkage unit's
+hand-off quality figures in the hub's inbox (else the linkage unit's last successful link run).
 
 Owns the comparison (`compare_scores`, `compare_records`) and the definition of "the same child"
 across linkages.  Child ids are not comparable across linkages (a full re-link keeps ids stable
@@ -13,14 +14,18 @@ this matching is one-to-one and symmetric (it is equivalent to "each holds the o
 record").  When a looser threshold merges two children, the merged child is the same as the one
 that held the smaller primary record; the other is counted as leaving.
 
-Never touches the real warehouse: the DuckDB file (and its WAL, if any) is copied to a temporary
-home, re-linked there in full mode at each threshold (`linkage.link.run`), features are rebuilt
-there (`models.features.build`) for the model's test months and the scoring as-of, and scored
-with the current registered model (`models.train.load_current`; no re-training).  The truth
-folder, when present (synthetic data), is linked read-only into the temporary home so each
-linkage's precision / recall against truth can be reported.
+Never touches the real stores (contract v2: the linkage unit's store holds the people encodings,
+the hub's warehouse the attributes and events): both DuckDB files (and their WALs, if any) are
+copied to a temporary home; at each threshold the linkage unit's copy is re-linked in full mode
+(`linkage.link.run`, which hands its mapping off through `linkage.handoff` to the temporary
+home's inbox), the hub's copy assembles its linked tables from that mapping
+(`warehouse.assemble.read_mapping` / `build_linked`), features are rebuilt there
+(`models.features.build`) for the model's test months and the scoring as-of, and scored with the
+current registered model (`models.train.load_current`; no re-training).  The truth folder, when
+present (synthetic data), is linked read-only into the temporary home so each linkage's
+precision / recall against truth can be reported.
 
-Imports `joinedup`, `warehouse`, `linkage.link`, `linkage.model`, `models.*`.
+Imports `joinedup`, `warehouse`, `linkage.link`, `linkage.handoff`, `linkage.model`, `models.*`.
 """
 
 from __future__ import annotations
@@ -54,24 +59,50 @@ def _peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-# ------------------------------------------------------------------ the warehouse copy
-def copy_home(settings: Settings, dest: Path) -> Settings:
-    """Settings of a fresh home under `dest` holding a byte copy of the warehouse (and WAL) and,
-    read-only, the truth folder.  The real home is only read."""
-    home = dest / "home"
-    copy = dataclasses.replace(settings, home=home)
-    copy.ensure_dirs()
-    src = settings.warehouse_path
-    if not src.exists():
-        raise FileNotFoundError(f"no warehouse at {src}: run the pipeline first")
-    shutil.copyfile(src, copy.warehouse_path)
+# ------------------------------------------------------------------ the stores' copy
+def _copy_store(src: Path, dest: Path) -> None:
+    """Byte copy of a DuckDB file and its WAL, if any."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
     wal = src.with_name(src.name + ".wal")
     if wal.exists():
-        shutil.copyfile(wal, copy.warehouse_path.with_name(copy.warehouse_path.name + ".wal"))
+        shutil.copyfile(wal, dest.with_name(dest.name + ".wal"))
+
+
+def copy_home(settings: Settings, dest: Path) -> Settings:
+    """Hub settings of a fresh home under `dest` holding byte copies of the hub's warehouse and
+    the linkage unit's store (and WALs) and, read-only, the truth folder.  The real home is only
+    read.  `copy.for_unit("linkage")` names the linkage unit's copy."""
+    home = dest / "home"
+    copy = dataclasses.replace(settings, home=home, unit="hub")
+    real = {unit: settings.for_unit(unit) for unit in ("hub", "linkage")}
+    for unit, s in real.items():
+        if not s.warehouse_path.exists():
+            what = "warehouse" if unit == "hub" else "linkage unit's store"
+            raise FileNotFoundError(f"no {what} at {s.warehouse_path}: run the pipeline first")
+    for unit, s in real.items():
+        c = copy.for_unit(unit)
+        c.ensure_dirs()
+        _copy_store(s.warehouse_path, c.warehouse_path)
     if settings.truth_dir.is_dir():
         copy.truth_dir.rmdir()
         copy.truth_dir.symlink_to(settings.truth_dir.resolve(), target_is_directory=True)
     return copy
+
+
+def relink(copy: Settings, threshold: float, run_id: str, seed: int) -> dict:
+    """Re-link the linkage unit's copy in full mode at `threshold` (its hand-off goes to the
+    copy's inbox) and assemble the hub's copy from that mapping.  Returns the link figures."""
+    from linkage import link
+    from linkage.handoff import MAPPING_FILE
+    from warehouse.assemble import build_linked, read_mapping
+
+    figs = link.run(copy.for_unit("linkage"), mode="full", threshold=threshold, report=False,
+                    run_id=run_id, seed=seed)  # fmt: skip
+    mapping = read_mapping(copy.handoff_inbox / MAPPING_FILE)
+    with connect(copy) as con:
+        build_linked(con, copy, mapping)
+    return figs
 
 
 def _records(con) -> pd.DataFrame:
@@ -253,20 +284,41 @@ def _score_linkage(copy: Settings, bundle: dict, meta: dict, dates, labelled) ->
     return out
 
 
-def _published(con) -> tuple[pd.DataFrame | None, dict]:
+def _linkage_described(settings: Settings, copy: Settings) -> dict:
+    """What is known of the linkage behind the hub's linked tables: the linkage unit's hand-off
+    quality figures in the hub's inbox (read only), else the last successful link run recorded
+    in the copy of the linkage unit's store (taken before any re-link)."""
+    from linkage.handoff import QUALITY_FILE
+
+    figures: dict | None = None
+    quality = settings.handoff_inbox / QUALITY_FILE
+    if quality.is_file():
+        try:
+            figures = json.loads(quality.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            figures = None
+    if figures is None:
+        linkage = copy.for_unit("linkage")
+        if linkage.warehouse_path.exists():
+            try:
+                with connect(linkage) as con:
+                    last = con.execute(
+                        "SELECT figures FROM audit.stage_runs WHERE stage = 'link' "
+                        "AND status = 'success' ORDER BY finished_at DESC LIMIT 1"
+                    ).fetchall()
+                if last and last[0][0]:
+                    figures = json.loads(last[0][0])
+            except duckdb.Error:  # no audit table: the linkage is not described
+                figures = None
+    if not figures:
+        return {}
+    return {"threshold": figures.get("threshold"), "mode": figures.get("mode"),
+            "children": figures.get("children")}  # fmt: skip
+
+
+def _published(con, info: dict) -> tuple[pd.DataFrame | None, dict]:
     """scores.current (the published scores) and what is known of the linkage behind them."""
-    info: dict = {}
-    try:
-        last = con.execute(
-            "SELECT figures FROM audit.stage_runs WHERE stage = 'link' AND status = 'success' "
-            "ORDER BY finished_at DESC LIMIT 1"
-        ).fetchall()
-        if last and last[0][0]:
-            f = json.loads(last[0][0])
-            info = {"threshold": f.get("threshold"), "mode": f.get("mode"),
-                    "children": f.get("children")}  # fmt: skip
-    except duckdb.Error:  # no audit table (a fixture warehouse): the linkage is not described
-        info = {}
+    info = dict(info)
     try:
         s = con.execute("SELECT child_id, as_of, score, model_version FROM scores.current").df()
     except duckdb.Error:  # never scored
@@ -293,17 +345,18 @@ def run(
     write: bool = True,
     **_: object,
 ) -> dict:
-    """Re-link a copy of the warehouse at each threshold (full mode), rebuild features, score
-    with the current registered model and compare; write `outputs/linkage_sensitivity.json`.
+    """Re-link a copy of the linkage unit's store at each threshold (full mode), assemble a
+    copy of the hub from each resulting mapping, rebuild features, score with the current
+    registered model and compare; write `outputs/linkage_sensitivity.json`.
 
     `months`: "test" (the model's test months, labelled, plus the scoring as-of; default) or
     "scoring" (the scoring as-of only).  `version`: a registered model version instead of the
     current (promoted) one; it may be unpromoted, since nothing here is published."""
-    from linkage import link
     from linkage import model as linkage_model
     from models.train import is_promoted, load_current
 
     t0 = time.perf_counter()
+    settings = settings.for_unit("hub")  # a hub report: the hub's registry and outputs
     ths = tuple(float(t) for t in thresholds)
     if len(ths) != 2:
         raise ValueError(f"give two thresholds (got {len(ths)})")
@@ -322,8 +375,9 @@ def run(
     records: dict[str, pd.DataFrame] = {}
     try:
         copy = copy_home(settings, tmp)
+        described = _linkage_described(settings, copy)
         with connect(copy) as con:
-            published, published_info = _published(con)
+            published, published_info = _published(con, described)
             if published is not None:
                 published_info["same_model_as_rescoring"] = published_info[
                     "model_version"
@@ -335,8 +389,7 @@ def run(
             names = [f"{names[0]}_run1", f"{names[0]}_run2"]
         for name, t in zip(names, stricter_first, strict=True):
             t1 = time.perf_counter()
-            figs = link.run(copy, mode="full", threshold=t, report=False, run_id=name,
-                            seed=settings.seed)  # fmt: skip
+            figs = relink(copy, t, name, settings.seed)
             t_link = time.perf_counter() - t1
             with connect(copy) as con:
                 records[name] = _records(con)

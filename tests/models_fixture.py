@@ -4,9 +4,9 @@ being written.
 
 `make_linked_warehouse(settings, children=..., seed=...)` generates a county (with
 `synth.generate.run` when that module exists, else with the small stand-in generator below, which
-writes the same files), then loads `reference.areas`, `linked.children` and `linked.events` from
-the raw extracts and truth.  `county_with_features(home, children=..., seed=...)` does that in
-a fresh home and builds `features.child_month` (with its checks): the module-scoped county of the
+writes the same files), then loads `reference.wards`, `linked.children` and `linked.events` from
+the raw extracts and truth, in the hub's contract-v2 shape (birth year and ward, events by month).
+`county_with_features(home, children=..., seed=...)` does that in a fresh home and builds `features.child_month` (with its checks): the module-scoped county of the
 model tests.  It owns nothing else; it is not part of the pipeline.
 """
 
@@ -303,8 +303,10 @@ def generate(settings: Settings, children: int, seed: int, use_synth: bool | Non
 
 
 def load_linked_from_truth(settings: Settings) -> dict:
-    """Write `reference.areas`, `linked.children` and `linked.events` from the raw extracts and the
-    truth, with child_id = person_id (perfect linkage)."""
+    """Write `reference.wards`, `linked.mapping`, `linked.children` and `linked.events` from the
+    raw extracts and the truth, with child_id = person_id (perfect linkage), in the hub's v2 shape: children carry the
+    birth year and the ward (no birth year-month, no postcode sector), the ward's deprivation
+    decile comes from `reference.wards`, and events are dated to the first day of their month."""
     people, events = [], []
     for agency in contract.AGENCIES:
         p_path = settings.agency_dir / contract.file_name(agency, "people")
@@ -315,9 +317,11 @@ def load_linked_from_truth(settings: Settings) -> dict:
         p["row_number"] = np.arange(1, len(p) + 1)
         p = p.merge(truth[["row_number", "person_id"]], on="row_number", how="left")
         p["agency"] = agency
+        p["record_token"] = [_token(agency, x) for x in p.source_id]
         people.append(
-            p[["agency", "source_id", "person_id", "dob", "sex", "ethnicity", "postcode"]]
-        )
+            p[["agency", "source_id", "record_token", "person_id", "dob", "sex", "ethnicity",
+               "postcode"]]
+        )  # fmt: skip
         e = pd.read_csv(
             settings.agency_dir / contract.file_name(agency, "events"),
             dtype=str,
@@ -342,7 +346,8 @@ def load_linked_from_truth(settings: Settings) -> dict:
                     "agency": agency,
                     "event_token": [_token(agency, x) for x in e.event_id],
                     "record_token": [_token(agency, x) for x in e.source_id],
-                    "event_date": e.event_date.dt.date,
+                    # the hub receives the event month only (staged as its first day)
+                    "event_date": e.event_date.dt.to_period("M").dt.start_time.dt.date,
                     "event_type": e.event_type,
                     "value": val,
                     "load_id": f"Lfixture{agency}",
@@ -354,17 +359,25 @@ def load_linked_from_truth(settings: Settings) -> dict:
     events_df = pd.concat(events, ignore_index=True)
     truth_children = pd.read_parquet(settings.truth_dir / "children.parquet")
     areas = pd.read_csv(settings.reference_dir / "areas.csv", dtype={"imd_decile": "int64"})
+    # the hub's public reference: one row per ward (as `warehouse.ingest.load_reference`)
+    wards = areas.drop_duplicates("ward_code")[["ward_code", "ward_name", "imd_decile"]]
 
     with connect(settings) as con:
         con.register("areas_df", areas)
+        con.register("wards_df", wards)
         con.register("people_df", people_df)
         con.register("events_df", events_df)
         con.register("truth_children", truth_children)
         con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM reference.areas")
+        con.execute("DELETE FROM reference.wards")
         con.execute(
-            "INSERT INTO reference.areas SELECT postcode_sector, ward_code, ward_name, imd_decile "
-            "FROM areas_df"
+            "INSERT INTO reference.wards SELECT ward_code, ward_name, imd_decile FROM wards_df"
+        )
+        # the linkage unit's hand-off as the hub keeps it (perfect linkage: no probability)
+        con.execute(
+            "CREATE OR REPLACE TABLE linked.mapping AS SELECT agency, record_token, "
+            "person_id AS child_id, NULL::DOUBLE AS match_probability_max FROM people_df "
+            "WHERE person_id IS NOT NULL ORDER BY agency, record_token"
         )
         con.execute("CREATE OR REPLACE TABLE linked.events AS SELECT * FROM events_df")
         con.execute(
@@ -372,22 +385,24 @@ def load_linked_from_truth(settings: Settings) -> dict:
             CREATE OR REPLACE TABLE linked.children AS
             WITH recs AS (
                 SELECT person_id, count(*) AS n_records,
-                       list(DISTINCT agency ORDER BY agency) AS agencies
+                       string_agg(DISTINCT agency, ',' ORDER BY agency) AS agencies
                 FROM people_df GROUP BY person_id
             ), t AS (
                 SELECT person_id, sex, ethnicity, CAST(dob AS DATE) AS dob,
                        split_part(trim(postcode), ' ', 1) || ' '
                            || left(split_part(trim(postcode), ' ', 2), 1) AS sector,
-                       ward_code, imd_decile
+                       ward_code
                 FROM truth_children
+            ), placed AS (
+                SELECT t.*, coalesce(a.ward_code, t.ward_code) AS ward
+                FROM t LEFT JOIN areas_df a ON a.postcode_sector = t.sector
             )
-            SELECT t.person_id AS child_id, t.sex, strftime(t.dob, '%Y-%m') AS birth_year_month,
-                   t.ethnicity, t.sector AS postcode_sector,
-                   coalesce(a.ward_code, t.ward_code) AS ward_code,
-                   coalesce(a.imd_decile, t.imd_decile)::INTEGER AS imd_decile,
+            SELECT p.person_id AS child_id, p.sex, year(p.dob)::INTEGER AS birth_year,
+                   p.ethnicity, p.ward AS ward_code, w.imd_decile::INTEGER AS imd_decile,
                    r.n_records, r.agencies
-            FROM t JOIN recs r USING (person_id)
-            LEFT JOIN areas_df a ON a.postcode_sector = t.sector
+            FROM placed p JOIN recs r USING (person_id)
+            LEFT JOIN wards_df w ON w.ward_code = p.ward
+            ORDER BY child_id
             """
         )
         con.execute("COMMIT")

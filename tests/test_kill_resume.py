@@ -2,15 +2,17 @@
 before COMMIT, or between two writes) can be re-run to exactly the state an uninterrupted run
 reaches, with no duplicates, and the audit trail says the killed attempt was abandoned.
 
-A reference run goes stage by stage on a small synthetic county, keeping a copy of the data home
-before and after each stage.  For every checkpoint in `joinedup.faults.CHECKPOINTS`, a copy of
-the 'before' home runs the stage in a subprocess with JOINEDUP_KILL_AT set (it must die by
-SIGKILL), then the stage runs again normally, and the warehouse fingerprint (row counts and an
+A reference run goes stage by stage (the linkage unit's, then the hub's) on a small synthetic
+county, keeping a copy of the data home before and after each stage.  For every checkpoint in
+`joinedup.faults.CHECKPOINTS`, a copy of the 'before' home runs the stage in a subprocess with
+JOINEDUP_KILL_AT set (it must die by SIGKILL), then the stage runs again normally, and the
+fingerprint of both stores (the linkage unit's and the hub's warehouse: row counts and an
 order-independent hash of every deterministic column of every table) must equal the reference's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -22,7 +24,8 @@ import pytest
 
 from joinedup import faults
 from joinedup.config import Settings
-from joinedup.stages import HUB_STAGES, run_stage
+from joinedup.stages import PIPELINE_STAGES, run_stage, settings_for
+from linkage.handoff import MAPPING_FILE
 from warehouse.db import connect
 
 pytestmark = pytest.mark.slow
@@ -33,7 +36,17 @@ VOLATILE_NAMES = {"run_id", "built_at", "at", "loaded_at", "quarantined_at", "va
 
 
 def fingerprint(settings: Settings) -> dict[str, tuple[int, int]]:
-    """table -> (rows, bit_xor of row hashes over deterministic columns); audit excluded."""
+    """unit:table -> (rows, bit_xor of row hashes over deterministic columns) over both units'
+    stores (a store not created yet has no tables); audit excluded."""
+    out: dict[str, tuple[int, int]] = {}
+    for unit in ("linkage", "hub"):
+        us = settings.for_unit(unit)
+        if us.warehouse_path.exists():
+            out.update({f"{unit}:{k}": v for k, v in _store_fingerprint(us).items()})
+    return out
+
+
+def _store_fingerprint(settings: Settings) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     with connect(settings, read_only=True) as con:
         tables = con.execute(
@@ -64,17 +77,20 @@ def fingerprint(settings: Settings) -> dict[str, tuple[int, int]]:
 
 
 def _files(settings: Settings) -> dict[str, str]:
-    """The current model pointer and the published snapshot's existence."""
+    """The current model pointer, the published snapshot's existence and the linkage unit's
+    hand-off as delivered to the hub."""
     current = settings.models_dir / "current"
+    mapping = settings.handoff_inbox / MAPPING_FILE
     return {
         "current_model": current.read_text() if current.exists() else "",
         "published": str(settings.published_path.exists()),
+        "handoff": hashlib.sha256(mapping.read_bytes()).hexdigest() if mapping.exists() else "",
     }
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """Homes before and after each hub stage of an uninterrupted run, and their fingerprints."""
+    """Homes before and after each stage of an uninterrupted run, and their fingerprints."""
     root = tmp_path_factory.mktemp("killresume")
     home = root / "run"
     s = Settings.from_env(home)
@@ -83,7 +99,7 @@ def reference(tmp_path_factory):
         run_stage(stage, s, **opts)
     before: dict[str, Path] = {}
     after: dict[str, tuple[dict, dict]] = {}
-    for stage in HUB_STAGES:
+    for stage in PIPELINE_STAGES:
         before[stage] = root / f"before-{stage}"
         shutil.copytree(home, before[stage])
         run_stage(stage, s, run_id="reference")
@@ -116,7 +132,7 @@ def test_stage_killed_at_checkpoint_resumes_to_the_same_state(reference, tmp_pat
         if got_tables.get(k) != want_tables.get(k)
     }
     assert _files(s) == want_files
-    with connect(s, read_only=True) as con:
+    with connect(settings_for(stage, s), read_only=True) as con:  # the stage's own unit
         runs = dict(
             con.execute(
                 "SELECT status, count(*) FROM audit.stage_runs WHERE stage = ? "
@@ -127,5 +143,5 @@ def test_stage_killed_at_checkpoint_resumes_to_the_same_state(reference, tmp_pat
     assert runs == {"abandoned": 1, "success": 1}, runs
 
 
-def test_every_hub_stage_has_a_checkpoint():
-    assert set(faults.CHECKPOINTS) == set(HUB_STAGES)
+def test_every_pipeline_stage_has_a_checkpoint():
+    assert set(faults.CHECKPOINTS) == set(PIPELINE_STAGES)

@@ -123,30 +123,24 @@ def _hand_made(settings: Settings) -> None:
         {
             "child_id": ["A", "B", "C", "D", "E", "F", "G"],
             "sex": ["F", "M", "F", "M", "F", "U", "M"],
-            "birth_year_month": [
-                "2015-01",
-                "2015-01",
-                "2015-01",
-                "2024-06",
-                "2006-01",
-                "2015-01",
-                "2015-01",
-            ],
+            # the hub holds the birth year only; age is taken from mid-year (1 July), so D (2024)
+            # is not yet born on 2024-01-01 and E (2005) is 18.5 then
+            "birth_year": [2015, 2015, 2015, 2024, 2005, 2015, 2015],
             "ethnicity": "WHITE",
-            "postcode_sector": "JU1 1",
             "ward_code": "W1",
             "imd_decile": 3,
             "n_records": 1,
             "agencies": "csc",
         }
     )
+    # events are dated to their month at the hub (the first day of the month)
     ev = [
-        ("A", "2024-01-01", "cp_plan_start"),  # on the as-of date: label 1
+        ("A", "2024-01-01", "cp_plan_start"),  # in the as-of month: label 1
         ("B", "2025-01-01", "looked_after_start"),  # exactly 12 months later: label 0
-        ("C", "2024-12-31", "cp_plan_start"),  # last day of the window: label 1
-        ("C", "2023-12-31", "referral"),  # the day before: a feature, not a label
+        ("C", "2024-12-01", "cp_plan_start"),  # last month of the window: label 1
+        ("C", "2023-12-01", "referral"),  # the month before: a feature, not a label
         ("F", "2023-05-01", "looked_after_start"),  # in care before the as-of: excluded
-        ("G", "2023-12-15", "cp_plan_start"),  # an earlier plan is a feature, not a label
+        ("G", "2023-12-01", "cp_plan_start"),  # an earlier plan is a feature, not a label
     ]
     events = pd.DataFrame(ev, columns=["child_id", "event_date", "event_type"])
     events["event_date"] = pd.to_datetime(events["event_date"]).dt.date

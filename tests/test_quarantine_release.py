@@ -1,8 +1,9 @@
 """Re-releasing quarantined data after a fix (warehouse/release.py, `joinedup quarantine`).
 
-Tiny landing files (tests/landing_fixtures.py) go through the real ingest and validate stages;
-the "wrong suite" of a scenario is the committed suite with one expectation changed, patched in
-for the first validation only, so the release runs with the committed (corrected) suite."""
+Tiny landing files (tests/landing_fixtures.py) go through the real ingest and validate stages
+of the analytics hub (contract v2: an agency's attributes file is the record its events refer
+to); the "wrong suite" of a scenario is the committed suite with one expectation changed, patched
+in for the first validation only, so the release runs with the committed (corrected) suite."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ import pytest
 from expectations import validate
 from expectations.checks import load_suite
 from joinedup import cli, contract
-from tests.landing_fixtures import event_rows, people_rows, write_csv
+from tests.landing_fixtures import attribute_rows, event_rows, write_csv
 from warehouse import ingest, release
 from warehouse.db import connect
 
-INTEGRITY = "record_token_in_people"
+INTEGRITY = "record_token_in_attributes"
 
 
 def deliver(settings, agency: str, kind: str, rows: list[dict], name: str | None = None) -> str:
     """Write a landing file, ingest it and return its load id."""
-    columns = contract.PEOPLE_COLUMNS if kind == "people" else contract.EVENT_COLUMNS
+    columns = contract.columns_for(kind)
     path = settings.landing_dir / (name or "") / contract.file_name(agency, kind)
     write_csv(path, rows, columns)
     out = ingest.run(settings)
@@ -68,16 +69,16 @@ def expectation(suite: dict, etype: str, column: str | None = None) -> dict:
     )
 
 
-def test_events_are_released_once_the_people_file_arrives(settings, monkeypatch):
+def test_events_are_released_once_the_attributes_file_arrives(settings, monkeypatch):
     events = deliver(settings, "health", "events", event_rows("health", 5))
-    assert validate.run(settings)["rows_quarantined"] == 15  # no people to refer to yet
+    assert validate.run(settings)["rows_quarantined"] == 15  # no records to refer to yet
     assert counts(settings, events) == (15, 0, 15)
     listed = release.list_quarantine(settings, rule=INTEGRITY)
     assert listed["by_rule"] == {f"{events} expect_column_values_to_be_in_set:{INTEGRITY}": 15}
 
-    deliver(settings, "health", "people", people_rows("health", 5))
-    after_people = validate.run(settings)
-    assert after_people["batches_validated"] == 1 and after_people["rows_staged"] == 5
+    deliver(settings, "health", "attributes", attribute_rows("health", 5))
+    after_records = validate.run(settings)
+    assert after_records["batches_validated"] == 1 and after_records["rows_staged"] == 5
     assert counts(settings, events) == (15, 0, 15)  # validate never re-validates a load
 
     # a staging bug during the release: conservation fails and nothing is kept
@@ -154,18 +155,18 @@ def test_events_are_released_once_the_people_file_arrives(settings, monkeypatch)
 
 
 def test_corrected_suite_releases_rows_and_rows_that_still_fail_stay(settings, monkeypatch):
-    rows = people_rows("health", 8)
+    rows = attribute_rows("health", 8)
     for i in (1, 2, 5):
         rows[i]["ethnicity"] = "MIXED"
-    rows[5]["birth_year_month"] = "1980-01"  # row 6: MIXED and too old
-    rows[6]["birth_year_month"] = "1980-01"  # row 7: too old only
-    load = deliver(settings, "health", "people", rows)
+    rows[5]["birth_year"] = "1980"  # row 6: MIXED and too old
+    rows[6]["birth_year"] = "1980"  # row 7: too old only
+    load = deliver(settings, "health", "attributes", rows)
 
     def no_mixed(suite: dict) -> None:  # a wrong suite that forgot an ethnicity code
         e = expectation(suite, "expect_column_values_to_be_in_set", "ethnicity")
         e["kwargs"]["value_set"] = [v for v in e["kwargs"]["value_set"] if v != "MIXED"]
 
-    patch_suite(monkeypatch, "health", "people", no_mixed)
+    patch_suite(monkeypatch, "health", "attributes", no_mixed)
     validate.run(settings)
     monkeypatch.undo()  # the suite is corrected (the committed one)
     assert counts(settings, load) == (8, 4, 4)
@@ -177,7 +178,7 @@ def test_corrected_suite_releases_rows_and_rows_that_still_fail_stay(settings, m
         2,
     )
     assert out["rows_rules_updated"] == 1  # row 6 is now quarantined for its age only
-    bym = "expect_column_values_to_be_in_set:birth_year_month_plausible"
+    bym = "expect_column_values_to_be_in_set:birth_year_plausible"
     assert out["still_quarantined_by_rule"] == {bym: 2}
     assert counts(settings, load) == (8, 6, 2)
     now = dict(
@@ -196,7 +197,8 @@ def test_corrected_suite_releases_rows_and_rows_that_still_fail_stay(settings, m
     assert "ethnicity" in history[2][2] and history[2][3] == bym  # the old rules are kept
     staged = query(
         settings,
-        "SELECT ethnicity, extract_date FROM staging.people WHERE load_id = ? AND row_number = 2",
+        "SELECT ethnicity, extract_date FROM staging.attributes "
+        "WHERE load_id = ? AND row_number = 2",
         [load],
     )
     assert staged[0][0] == "MIXED" and str(staged[0][1]) == "2026-10-01"  # typed like validate
@@ -207,25 +209,25 @@ def test_corrected_suite_releases_rows_and_rows_that_still_fail_stay(settings, m
 
 
 def test_forced_release_needs_a_reason_is_audited_and_cascades_to_events(settings):
-    people = people_rows("health", 4)
-    people[1]["birth_year_month"] = "1980-01"  # row 2: too old for the suite
+    records = attribute_rows("health", 4)
+    records[1]["birth_year"] = "1980"  # row 2: too old for the suite
     events = event_rows("health", 4)  # 3 per person; person 2's are rows 4-6
-    bad = dict(events[0], event_token="ab" * 16, event_date="2021-02-30")
-    events.append(bad)  # row 13: not a real date
-    people_load = deliver(settings, "health", "people", people)
+    bad = dict(events[0], event_token="ab" * 16, event_month="2021-13")
+    events.append(bad)  # row 13: not a real month
+    records_load = deliver(settings, "health", "attributes", records)
     events_load = deliver(settings, "health", "events", events, name="later")
     validate.run(settings)
-    assert counts(settings, people_load) == (4, 3, 1)
+    assert counts(settings, records_load) == (4, 3, 1)
     assert counts(settings, events_load) == (13, 9, 4)
 
     with pytest.raises(release.ReleaseRefused, match="--reason"):
-        release.release(settings, people_load, force=True)
+        release.release(settings, records_load, force=True)
     with pytest.raises(release.ReleaseRefused, match="named rows"):
-        release.release(settings, people_load, force=True, reason="checked")
+        release.release(settings, records_load, force=True, reason="checked")
     reason = "birth year confirmed with the agency's records team"
-    out = release.release(settings, people_load, rows=[2], force=True, reason=reason)
+    out = release.release(settings, records_load, rows=[2], force=True, reason=reason)
     assert out["mode"] == "force" and out["rows_released"] == 1
-    assert counts(settings, people_load) == (4, 4, 0)
+    assert counts(settings, records_load) == (4, 4, 0)
     assert events_load in out["then_release"] and INTEGRITY in out["then_release"]
     audit = query(settings, "SELECT mode, reason, row_filter, rows_released FROM audit.releases")
     assert audit == [("force", reason, "2", 1)]
@@ -246,14 +248,14 @@ def test_forced_release_needs_a_reason_is_audited_and_cascades_to_events(setting
 
 
 def test_whole_batch_release_after_a_wrong_critical_rule_is_corrected(settings, monkeypatch):
-    rows = people_rows("health", 6)
+    rows = attribute_rows("health", 6)
     rows[3]["sex"] = "X"  # row 4: a real row-level fault
-    load = deliver(settings, "health", "people", rows)
+    load = deliver(settings, "health", "attributes", rows)
 
     def needs_100_rows(suite: dict) -> None:  # a critical rule set wrongly
         expectation(suite, "expect_table_row_count_to_be_between")["kwargs"]["min_value"] = 100
 
-    patch_suite(monkeypatch, "health", "people", needs_100_rows)
+    patch_suite(monkeypatch, "health", "attributes", needs_100_rows)
     assert validate.run(settings)["batches_quarantined"] == 1
     assert counts(settings, load) == (6, 0, 6)
     listed = release.list_quarantine(settings, load_id=load)
@@ -263,7 +265,7 @@ def test_whole_batch_release_after_a_wrong_critical_rule_is_corrected(settings, 
         release.release(settings, load, rows=[1])
     blocked = release.release(settings, load)  # the wrong suite is still in use
     assert not blocked["changed"] and blocked["note"].startswith("a critical rule still fails")
-    assert blocked["blocked_by_critical"].startswith("health_people.csv: ")
+    assert blocked["blocked_by_critical"].startswith("health_attributes.csv: ")
     assert counts(settings, load) == (6, 0, 6)
     monkeypatch.undo()  # the suite is corrected
 
@@ -283,7 +285,7 @@ def test_whole_batch_release_after_a_wrong_critical_rule_is_corrected(settings, 
     )
     assert files[0][0] and files[0][1] and files[0][2] == out["release_id"]
     assert release.list_quarantine(settings)["batches_quarantined_whole"] == 0
-    # the released batch now counts as the agency's people for referential integrity
+    # the released batch now counts as the agency's records for referential integrity
     events = deliver(settings, "health", "events", event_rows("health", 6, per_person=1))
     validate.run(settings)
     assert counts(settings, events) == (6, 5, 1)  # only the person still quarantined
@@ -292,13 +294,17 @@ def test_whole_batch_release_after_a_wrong_critical_rule_is_corrected(settings, 
 
 
 def test_refused_files_cannot_be_released_and_the_cli_prints_no_tokens(settings, capsys):
-    people = people_rows("health", 4)
-    people[2]["sex"] = "X"
-    load = deliver(settings, "health", "people", people)
+    records = attribute_rows("health", 4)
+    records[2]["sex"] = "X"
+    load = deliver(settings, "health", "attributes", records)
+    # events of the two people who pass (so no row of theirs is quarantined): more tokens stored
+    deliver(settings, "health", "events", event_rows("health", 2, per_person=4), name="later")
     validate.run(settings)
-    leaky = people_rows("police", 2)
-    leaky[0]["first_name_token"] = "Alice"  # plaintext where a token belongs
-    path = write_csv(settings.landing_dir / "police_people.csv", leaky, contract.PEOPLE_COLUMNS)
+    leaky = attribute_rows("police", 2)
+    leaky[0]["record_token"] = "Alice"  # plaintext where a token belongs
+    path = write_csv(
+        settings.landing_dir / "police_attributes.csv", leaky, contract.ATTRIBUTE_COLUMNS
+    )
     refused_id = ingest.load_id_for(ingest.file_sha256(path))
     assert ingest.run(settings)["files_refused_plaintext"] == 1
     with pytest.raises(
@@ -314,7 +320,7 @@ def test_refused_files_cannot_be_released_and_the_cli_prints_no_tokens(settings,
         return code, captured.out + captured.err
 
     code, text = run("quarantine", "list")
-    assert code == 0 and "never releasable" in text and "health_people.csv: 1 of 4" in text
+    assert code == 0 and "never releasable" in text and "health_attributes.csv: 1 of 4" in text
     code, listed = run("--json", "quarantine", "list")
     figures = json.loads(listed)
     assert figures["refused_files"][0]["refused"] == "plaintext"
@@ -332,7 +338,7 @@ def test_refused_files_cannot_be_released_and_the_cli_prints_no_tokens(settings,
     assert code == 0 and json.loads(out)["rows_released"] == 1
     secrets = {
         v
-        for table in ("raw.people", "raw.events")
+        for table in ("raw.attributes", "raw.events")
         for row in query(settings, f"SELECT * EXCLUDE (load_id) FROM {table}")
         for v in row
         if isinstance(v, str) and len(v) >= 16

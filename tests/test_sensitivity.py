@@ -1,5 +1,6 @@
-"""Sensitivity of scores to linkage (`models.sensitivity`): the real warehouse is never touched,
-the figures are consistent, and two re-links at the same threshold agree exactly."""
+"""Sensitivity of scores to linkage (`models.sensitivity`): the real stores (the hub's warehouse
+and the linkage unit's store) are never touched, the figures are consistent, and two re-links at
+the same threshold agree exactly."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from linkage import link
 from models import features, score, sensitivity, train
 from models.gate import Gate
 from tests.test_linkage import build
+from warehouse import assemble
 from warehouse.db import connect
 from warehouse.ingest import load_reference
 
@@ -31,10 +33,11 @@ def county(tmp_path_factory) -> Settings:
     s = Settings.from_env(tmp_path_factory.mktemp("sens") / "home")
     s = Settings(home=s.home, capacity_per_month=K)
     s.ensure_dirs()
-    build(s, "synth")  # staged without the ingest stage: load the reference areas here
+    build(s, "synth")  # staged without the ingest stage: load the reference wards here
     with connect(s) as con:
         load_reference(con, s)
-    link.run(s, run_id="first", report=False)
+    link.run(s.for_unit("linkage"), run_id="first", report=False)  # hands off to the hub
+    assemble.run(s)
     features.run(s)
     # a gate with no checks: this small county's model is for the plumbing, not for use
     train.run(s, candidates=FAST_CANDIDATES, n_boot=20, gate=Gate(version="test", agreed="-"))
@@ -62,10 +65,15 @@ def _check(fig: dict) -> None:
 
 
 def test_two_thresholds_leave_the_real_warehouse_untouched(county: Settings):
+    linkage_store = county.for_unit("linkage").warehouse_path
     before = _sha(county.warehouse_path)
+    linkage_before = _sha(linkage_store)
+    handoff_before = {p.name: _sha(p) for p in county.handoff_inbox.iterdir()}
     models_before = sorted(p.name for p in county.models_dir.iterdir())
     fig = sensitivity.run(county, thresholds=(0.8, 0.99))
     assert _sha(county.warehouse_path) == before
+    assert _sha(linkage_store) == linkage_before  # nor the linkage unit's store
+    assert {p.name: _sha(p) for p in county.handoff_inbox.iterdir()} == handoff_before
     assert sorted(p.name for p in county.models_dir.iterdir()) == models_before
     _check(fig)
     assert set(fig["score_comparisons"]) == {
