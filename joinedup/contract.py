@@ -89,24 +89,24 @@ RAW_IDENTIFIER_COLUMNS: tuple[str, ...] = (
 # ---------------------------------------------------------------- pseudonymised (hub side)
 #: keyed HMAC-SHA256 tokens, lowercase hex, TOKEN_HEX_LENGTH characters; empty when the source is empty
 TOKEN_HEX_LENGTH = 32
-#: keyed Bloom filters of name bigrams, lowercase hex of BLOOM_BITS bits
-BLOOM_BITS = 512
+#: the version of the encodings (docs/data-contract.md §4); v1 is retired
+ENCODING_VERSION = 2
+#: salted, diffused keyed filters of name bigrams, lowercase hex of BLOOM_BITS bits; 960 bits
+#: split into 16 words of 60 bits (15 hex characters), so each word is a non-negative signed
+#: BIGINT in DuckDB and Spark SQL (whose bit_count takes BIGINT only)
+BLOOM_BITS = 960
 BLOOM_HEX_LENGTH = BLOOM_BITS // 4
+BLOOM_WORD_BITS = 60
 
 PEOPLE_COLUMNS: tuple[str, ...] = (
     "agency",  # AGENCIES
     "record_token",  # token of agency + source_id: stable across extracts
-    "first_name_token",  # token of the normalised first name
-    "surname_token",
-    "first_name_bf",  # Bloom filter of the normalised first name's bigrams
+    "first_name_bf",  # salted (dob), diffused keyed filter of the first name's bigrams
     "surname_bf",
-    "first_name_soundex_token",  # token of the Soundex code of the first name
-    "surname_soundex_token",
     "dob_token",  # token of the full date of birth
     "dob_swap_token",  # token of the dob with day and month swapped; empty if not a valid date or day == month
     "birth_year_month",  # clear, YYYY-MM
     "sex",  # clear, SEXES
-    "ethnicity",  # clear, ETHNICITIES
     "postcode_token",  # token of the normalised full postcode
     "postcode_sector",  # clear, e.g. "LS6 2"
     "nhs_token",
@@ -115,10 +115,6 @@ PEOPLE_COLUMNS: tuple[str, ...] = (
 )
 TOKEN_COLUMNS: tuple[str, ...] = (
     "record_token",
-    "first_name_token",
-    "surname_token",
-    "first_name_soundex_token",
-    "surname_soundex_token",
     "dob_token",
     "dob_swap_token",
     "postcode_token",

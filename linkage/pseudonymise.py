@@ -1,9 +1,10 @@
 """Agency-side pseudonymiser: raw plaintext extracts -> contract files for the hub.
 
 For every contract file (`<agency>_<people|events>.csv`) in `source`, write the pseudonymised
-file of the same name to `dest`, with exactly `contract.PEOPLE_COLUMNS` / `EVENT_COLUMNS`, one
-output row per input row in the same order.  Clear columns (sex, ethnicity, dates, event type,
-value) pass through unchanged, even if invalid: validating them is the hub's job.  Never prints
+file of the same name to `dest`, with exactly `contract.PEOPLE_COLUMNS` / `EVENT_COLUMNS`
+(encoding v2, `linkage.encoding.Encoder`), one output row per input row in the same order.
+Clear columns (sex, dates, event type, value) pass through unchanged, even if invalid:
+validating them is the hub's job.  The raw ethnicity is not sent in the people file (v2).  Never prints
 or logs identifiers, tokens or the key; figures are counts and timings only.
 """
 
@@ -54,17 +55,13 @@ def encode_people(df: pd.DataFrame, agency: str, encoder: enc.Encoder) -> pd.Dat
     out = pd.DataFrame(index=df.index)
     out["agency"] = agency
     out["record_token"] = encoder.tokens("record", agency + ":" + df["source_id"].str.strip())
-    out["first_name_token"] = encoder.tokens("first_name", first)
-    out["surname_token"] = encoder.tokens("surname", surname)
-    out["first_name_bf"] = encoder.blooms(first)
-    out["surname_bf"] = encoder.blooms(surname)
-    out["first_name_soundex_token"] = encoder.tokens("first_name_soundex", m(first, enc.soundex))
-    out["surname_soundex_token"] = encoder.tokens("surname_soundex", m(surname, enc.soundex))
+    salt = m(dob, enc.name_salt)
+    out["first_name_bf"] = encoder.blooms("first_name_bf", first, salt)
+    out["surname_bf"] = encoder.blooms("surname_bf", surname, salt)
     out["dob_token"] = encoder.tokens("dob", dob)
     out["dob_swap_token"] = encoder.tokens("dob", m(dob, enc.swap_dob))
     out["birth_year_month"] = m(dob, enc.birth_year_month)
     out["sex"] = df["sex"]
-    out["ethnicity"] = df["ethnicity"]
     out["postcode_token"] = encoder.tokens("postcode", postcode)
     out["postcode_sector"] = m(postcode, enc.postcode_sector)
     out["nhs_token"] = encoder.tokens("nhs", m(df["nhs_number"], enc.normalise_nhs))
