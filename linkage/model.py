@@ -50,6 +50,7 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "surname_bf",
     "dob_token",
     "dob_swap_token",
+    "name_salt",
     "birth_year_month",
     "birth_year",
     "birth_month_index",
@@ -77,6 +78,10 @@ def prepare_input(people: pd.DataFrame) -> pd.DataFrame:
         df[col] = s.mask(s == "", pd.NA)
     sex = df["sex"].str.upper()
     df["sex"] = sex.where(sex.isin(["M", "F"]), pd.NA)
+    # the name filters' salt class: the lesser of the dob and swapped-dob tokens (equal exactly
+    # when the two dobs are equal up to a day/month swap, which is when filters are comparable)
+    dob, swap = df["dob_token"], df["dob_swap_token"]
+    df["name_salt"] = dob.where(swap.isna() | (dob <= swap), swap)
     df["birth_year"] = df["birth_year_month"].str.slice(0, 4)
     # months since year 0 from the clear year-month: near misses (a month or a year apart)
     year = pd.to_numeric(df["birth_year_month"].str.slice(0, 4), errors="coerce")
@@ -129,18 +134,15 @@ def max_differing_bits(similarity: float) -> int:
     return int((1.0 - similarity) * contract.BLOOM_BITS / 2)
 
 
-#: SQL: the two records' name filters share a salt (the dob, up to a day/month swap)
-SAME_SALT = (
-    "coalesce(dob_token_l = dob_token_r OR dob_token_l = dob_swap_token_r "
-    "OR dob_swap_token_l = dob_token_r, FALSE)"
-)
+#: SQL: the two records' name filters do not share a salt (the dob, up to a day/month swap)
+NOT_SAME_SALT = "name_salt_l IS NULL OR name_salt_r IS NULL OR name_salt_l <> name_salt_r"
 
 
 def _name(col: str, short: str) -> dict[str, Any]:
     bf = f"{col}_bf"
     hd = _hamming(short)
     levels: list[dict[str, Any]] = [
-        {"sql_condition": f"{bf}_l IS NULL OR {bf}_r IS NULL OR NOT {SAME_SALT}",
+        {"sql_condition": f"{bf}_l IS NULL OR {bf}_r IS NULL OR {NOT_SAME_SALT}",
          "label_for_charts": "null or not comparable (dob differs)", "is_null_level": True},
         {"sql_condition": f"{bf}_l = {bf}_r", "label_for_charts": "exact"},
     ]  # fmt: skip
@@ -206,6 +208,53 @@ def name_u_probabilities(df: pd.DataFrame) -> dict[str, list[float]] | None:
         counts = np.bincount(levels, minlength=len(NAME_BANDS) + 2) + 1.0
         out[col] = list(counts / counts.sum())
     return out
+
+
+def _name_u_from_em(linker: Linker, rule: str | None, step: Any) -> dict[str, list[float]]:
+    """Name u-probabilities from one EM session, with u left free, on a throwaway linker over
+    the same input, blocked on `rule` (the chosen dob training rule; the name comparisons read
+    `name_salt`, not `dob_token`, so they stay active): within pairs that share the dob, hence
+    the salt, EM separates matches from non-matches by the other comparisons, so its u is
+    P(name level | non-match, same salt), the value the model needs.  Returns only the names
+    the session estimated."""
+    sdf = _SOURCES.get(linker)
+    if rule is None or sdf is None:
+        return {}
+    probe = Linker(sdf, settings(prediction_rules()), log_level=None)
+    step("name_u_em_dob", probe.training.estimate_parameters_using_expectation_maximisation,
+         rule, estimate_without_term_frequencies=True, fix_u_probabilities=False)  # fmt: skip
+    out: dict[str, list[float]] = {}
+    for comp in probe._settings_obj.comparisons:
+        if comp.output_column_name not in ("first_name", "surname"):
+            continue
+        values = []
+        for lv in comp.comparison_levels:
+            if lv.is_null_level:
+                continue
+            trained = [t["probability"] for t in lv._trained_u_probabilities]
+            v = trained[-1] if trained else None
+            values.append(float(v) if isinstance(v, (int, float)) and v > 0 else None)
+        if values and all(v is not None for v in values):
+            out[comp.output_column_name] = values
+    return out
+
+
+def monotone_name_weights(linker: Linker) -> None:
+    """Make each name comparison's Bayes factor m/u non-increasing from `exact` down the
+    similarity bands (a closer name never counts less), by raising a band's u where EM's few
+    same-salt non-matches left it too small."""
+    for comp in linker._settings_obj.comparisons:
+        if comp.output_column_name not in ("first_name", "surname"):
+            continue
+        levels = [lv for lv in comp.comparison_levels if not lv.is_null_level]
+        best = None
+        for lv in levels:
+            m, u = lv.m_probability, lv.u_probability
+            if not isinstance(m, float) or not isinstance(u, float) or u <= 0:
+                continue
+            if best is not None and m / u > best:
+                lv.u_probability = m / best
+            best = min(best, m / lv.u_probability) if best is not None else m / u
 
 
 def set_name_u(linker: Linker, u: dict[str, list[float]]) -> None:
@@ -498,6 +547,8 @@ def training_step(skipped: list[str], name: str, func: Any, *args: Any, **kwargs
 
 #: the blocking analysis of each linker `build_linker` made (read by `train` and the report)
 _ANALYSES: weakref.WeakKeyDictionary[Linker, dict[str, Any]] = weakref.WeakKeyDictionary()
+#: the registered input of each linker `build_linker` made (for the name-u probe linker)
+_SOURCES: weakref.WeakKeyDictionary[Linker, Any] = weakref.WeakKeyDictionary()
 
 
 def build_linker(
@@ -514,6 +565,7 @@ def build_linker(
     analysis["training"] = choose_training_rules(sdf, n)
     linker = Linker(sdf, settings(analysis["rules"]), log_level=None)
     _ANALYSES[linker] = analysis
+    _SOURCES[linker] = sdf
     return linker, con
 
 
@@ -570,21 +622,25 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     )
     prior = _prior(linker)
     step("u", t.estimate_u_using_random_sampling, max_pairs=max_pairs_u, seed=seed)
-    name_u = name_u_probabilities(_input_frame(linker))
-    if name_u is not None:
-        set_name_u(linker, name_u)
-    else:
-        skipped.append("name_u_from_strong_id_non_matches")
     analysis = blocking_analysis(linker)
     if analysis is not None:
         em_rules = [(r["name"], r["rule"]) for r in analysis["training"]["rules"]]
     else:
         em_rules = [(c.name, c.variants[0][0]) for c in TRAINING_CANDIDATES]
+    name_u = _name_u_from_em(linker, dict(em_rules).get("em_dob"), step)
+    if len(name_u) < 2:  # a name the dob session could not estimate: strong-id non-matches
+        fallback = name_u_probabilities(_input_frame(linker)) or {}
+        name_u = {**fallback, **name_u}
+    if name_u:
+        set_name_u(linker, name_u)
+    else:
+        skipped.append("name_u")
     for name, rule in em_rules:
         step(name, t.estimate_parameters_using_expectation_maximisation, rule,
              estimate_without_term_frequencies=True)  # fmt: skip
-    if name_u is not None:  # EM re-populates u from the trained values: set them again
+    if name_u:  # EM re-populates u from the trained values: set them again
         set_name_u(linker, name_u)
+        monotone_name_weights(linker)
     # the random-match probability comes from the deterministic rules; EM within a blocking
     # rule must not move it
     linker._settings_obj._probability_two_random_records_match = prior
