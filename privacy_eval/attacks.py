@@ -90,6 +90,7 @@ class Spec:
 
     similarity: str  # "dice" or "hamming"
     near: float  # the similarity at or above which two encodings are "near-identical"
+    hashes: int  # positions each bigram sets, as the contract states
     name_tokens: tuple[str, ...] = ()
     soundex_tokens: tuple[str, ...] = ()
     filters: tuple[str, str] = ("first_name_bf", "surname_bf")
@@ -99,10 +100,11 @@ SPECS: dict[str, Spec] = {
     "v1": Spec(
         "dice",
         0.8,
+        enc.V1_BLOOM_HASHES,
         ("first_name_token", "surname_token"),
         ("first_name_soundex_token", "surname_soundex_token"),
     ),  # fmt: skip
-    "v2": Spec("hamming", 0.55),
+    "v2": Spec("hamming", 0.55, enc.NAME_HASHES),
 }
 
 
@@ -248,66 +250,127 @@ def soundex_alignment(values: pd.Series, public: Public) -> Guesses:
 
 
 def pattern_mining(
-    values: pd.Series, public: Public, max_sets: int = 60, grow: float = 0.9,
-    min_support: float = 0.005, min_size: int = 6, max_seeds: int = 400,
+    values: pd.Series, public: Public, hashes: int, closure: float = 0.9, seeds: int = 4000,
+    max_sets: int = 1500,
 ) -> Guesses:  # fmt: skip
     """Frequent bit-position sets -> bigrams -> names (see the module docstring).
 
-    Seeds are position pairs in decreasing co-support (pairs inside an earlier set skipped); a
-    seed grows by the position keeping the most support while it keeps `grow` of it.  Sets of
-    at least `min_size` positions (a bigram sets several positions; smaller sets are chance
-    co-occurrences) are kept, up to `max_sets`, from at most `max_seeds` seeds."""
+    Mining: (a) the `seeds` position pairs of highest co-support, each closed to the set of
+    positions set in at least `closure` of the records where both are set (a pair inside one
+    bigram's positions closes to that bigram's whole set); (b) the position sets the contract's
+    construction allows (`progression_sets`).  Sets of `hashes - 2` to `hashes` positions (the
+    contract says how many a bigram sets; a few collide) are kept, most supported first.
+    Sets that are only chance combinations of other sets are dropped (`_not_explained`).
+    Labelling: `_label_sets` (frequencies and co-occurrences vs the public bigram statistics).
+    Decoding: each filter becomes the public name whose bigrams agree best with the labelled
+    sets present and absent (the most common such name on ties)."""
     values = _present(values)
     counts = _counts(values)
+    none = pd.Series(None, index=values.index, dtype=object)
     if counts.empty:
-        return pd.Series(None, index=values.index, dtype=object)
+        return none
     x = bits(counts.index.to_numpy(dtype=str)).astype(np.float32)
     w = counts.to_numpy(dtype=np.float32)
-    total = float(w.sum())
-    co = (x * w[:, None]).T @ x
-    covered = np.eye(x.shape[1], dtype=bool)
-    found: list[tuple[np.ndarray, float]] = []
-    for _ in range(max_seeds):
-        if len(found) >= max_sets:
-            break
-        cm = np.where(covered, -1.0, np.triu(co, 1))
-        i, j = np.unravel_index(int(np.argmax(cm)), cm.shape)
-        if cm[i, j] < min_support * total:
-            break
-        members = [int(i), int(j)]
-        mask = x[:, i] * x[:, j]
-        sup = float(w @ mask)
-        while True:
-            cand = (w * mask) @ x
-            cand[members] = -1.0
-            r = int(np.argmax(cand))
-            if cand[r] < grow * sup:
-                break
-            members.append(r)
-            mask = mask * x[:, r]
-            sup = float(cand[r])
-        idx = np.array(sorted(members))
-        covered[np.ix_(idx, idx)] = True
-        if len(idx) >= min_size:
-            found.append((idx, sup))
+    co = np.triu((x * w[:, None]).T @ x, 1)
+    flat = np.argsort(-co, axis=None, kind="stable")[:seeds]
+    pi, pj = np.unravel_index(flat, co.shape)
+    sets: dict[tuple[int, ...], float] = {}  # position set -> records holding it
+    for b in range(0, len(pi), 250):
+        i, j = pi[b : b + 250], pj[b : b + 250]
+        masks = x[:, i] * x[:, j]  # filters x pairs
+        sup = w @ masks
+        cond = ((masks * w[:, None]).T @ x) / np.maximum(sup, 1.0)[:, None]
+        for row in cond >= closure:
+            key = tuple(np.flatnonzero(row).tolist())
+            if hashes - 2 <= len(key) <= hashes and key not in sets:
+                sets[key] = float(w @ x[:, list(key)].min(axis=1))
+    for key, sup in progression_sets(x, w, hashes).items():
+        sets.setdefault(key, sup)
+    found = sorted(sets, key=lambda k: (-sets[k], k))[:max_sets]
     if not found:
-        return pd.Series(None, index=values.index, dtype=object)
-    found.sort(key=lambda f: (-f[1], tuple(f[0])))
-    # public bigram frequencies (share of people whose name holds the bigram)
+        return none
+    present = np.stack([x[:, list(k)].min(axis=1) for k in found], axis=1)  # filters x sets
+    keep = _not_explained(found, present > 0)
+    found, present = [k for k, ok in zip(found, keep, strict=True) if ok], present[:, keep]
     grams = _bigram_sets(public.names)
-    freq: dict[str, float] = {}
-    for gs, wt in zip(grams, public.weights, strict=True):
-        for g in gs:
-            freq[g] = freq.get(g, 0.0) + float(wt)
-    top = sorted(freq, key=lambda g: (-freq[g], g))[: len(found)]
-    found = found[: len(top)]
-    present = np.stack([x[:, idx].min(axis=1) for idx, _ in found], axis=1)  # filters x sets
-    has = np.array([[g in gs for g in top] for gs in grams], dtype=np.float32)  # names x sets
+    vocab = sorted(set().union(*grams))
+    has_all = np.array([[g in gs for g in vocab] for gs in grams], dtype=np.float32)
+    if len(found) > len(vocab):  # more sets than bigrams: keep the most supported
+        found, present = found[: len(vocab)], present[:, : len(vocab)]
+    labels = _label_sets(present, w, has_all, public.weights)
+    has = has_all[:, labels]
     mismatch = present @ (1 - has).T + (1 - present) @ has.T
     rank_penalty = np.arange(len(public.names)) / (10.0 * len(public.names))
     best = np.argmin(mismatch + rank_penalty[None, :], axis=1)
     mapping = dict(zip(counts.index, public.names[best], strict=True))
     return _broadcast(values, mapping)
+
+
+def _not_explained(sets: list[tuple[int, ...]], present: np.ndarray) -> np.ndarray:
+    """False for a set whose positions, in every filter holding it, are all covered by the other
+    sets that filter holds (a chance combination of other bigrams, not a bigram of its own)."""
+    keep = np.zeros(len(sets), dtype=bool)
+    for si, k in enumerate(sets):
+        for fi in np.flatnonzero(present[:, si]):
+            cover: set[int] = set()
+            for t in np.flatnonzero(present[fi]):
+                if t != si:
+                    cover.update(sets[t])
+            if not set(k) <= cover:
+                keep[si] = True
+                break
+    return keep
+
+
+def _label_sets(
+    present: np.ndarray, w: np.ndarray, has: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """Label mined sets with bigrams (indices into `has`'s columns), one each, greedily from the
+    most frequent set: the unused bigram whose public frequency and public co-occurrence with
+    the bigrams already given (to the sets already labelled) are closest to the set's observed
+    frequency and co-occurrences (a substitution-cipher style alignment)."""
+    total = float(w.sum())
+    f_obs = (w @ present) / total
+    j_obs = ((present * w[:, None]).T @ present) / total
+    f_pub = weights @ has
+    j_pub = (has * weights[:, None]).T @ has
+    order = np.argsort(-f_obs, kind="stable")
+    labels = np.full(present.shape[1], -1)
+    used = np.zeros(has.shape[1], dtype=bool)
+    done: list[int] = []
+    for a in order:
+        cost = np.abs(f_pub - f_obs[a]) / max(f_obs[a], 1e-9)
+        if done:
+            lab = labels[done]
+            cost = cost + np.abs(j_pub[:, lab] - j_obs[a, done][None, :]).sum(axis=1) / max(
+                f_obs[a], 1e-9
+            )
+        cost[used] = np.inf
+        g = int(np.argmin(cost))
+        labels[a] = g
+        used[g] = True
+        done.append(int(a))
+    return labels
+
+
+def progression_sets(x: np.ndarray, w: np.ndarray, hashes: int) -> dict[tuple[int, ...], float]:
+    """Candidate bigram position sets a double-hashing construction allows (the v1 contract):
+    {(a + i * b) mod L : i < hashes} for every a, b, kept when all its positions are set in
+    filters of at least 2 records.  Run unchanged on any version: where positions are drawn
+    independently (v2) only chance progressions remain."""
+    n_bits = x.shape[1]
+    reps = np.repeat(np.arange(len(w)), w.astype(int))  # one row per record
+    cols = np.packbits(x.astype(bool)[reps].T, axis=1)  # positions x packed records
+    out: dict[tuple[int, ...], float] = {}
+    for b in range(1, n_bits):
+        acc = cols.copy()
+        for i in range(1, hashes):
+            acc &= np.roll(cols, -i * b, axis=0)
+        support = np.bitwise_count(acc).sum(axis=1)
+        for a in np.flatnonzero(support >= 2):
+            key = tuple(sorted({int((a + i * b) % n_bits) for i in range(hashes)}))
+            out[key] = max(out.get(key, 0.0), float(support[a]))
+    return out
 
 
 def _features(sim: np.ndarray, freq: np.ndarray) -> np.ndarray:
@@ -423,8 +486,8 @@ def run_attacks(
         frequency_alignment(file[sn_col], public.surname, groups=year),
     )
     plans["pattern mining (Christen)"] = lambda: (
-        pattern_mining(file[fn_col], public.first),
-        pattern_mining(file[sn_col], public.surname),
+        pattern_mining(file[fn_col], public.first, spec.hashes),
+        pattern_mining(file[sn_col], public.surname, spec.hashes),
     )
     plans["graph matching (Vidanage)"] = lambda: (
         graph_matching(file[fn_col], public.first, spec.similarity),
