@@ -103,6 +103,8 @@ PEOPLE_COLUMNS: tuple[str, ...] = (
     "record_token",  # token of agency + source_id: stable across extracts
     "first_name_bf",  # salted (dob), diffused keyed filter of the first name's bigrams
     "surname_bf",
+    "first_name_nhs_bf",  # the same filter salted with the NHS number instead (empty without one)
+    "surname_nhs_bf",
     "dob_token",  # token of the full date of birth
     "dob_swap_token",  # token of the dob with day and month swapped; empty if not a valid date or day == month
     "birth_year_month",  # clear, YYYY-MM
@@ -121,7 +123,12 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "nhs_token",
     "upn_token",
 )
-BLOOM_COLUMNS: tuple[str, ...] = ("first_name_bf", "surname_bf")
+BLOOM_COLUMNS: tuple[str, ...] = (
+    "first_name_bf",
+    "surname_bf",
+    "first_name_nhs_bf",
+    "surname_nhs_bf",
+)
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "agency",

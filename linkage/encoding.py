@@ -270,6 +270,13 @@ def name_salt(dob: str | None) -> str:
     return f"{d.year:04d}-{lo:02d}-{hi:02d}"
 
 
+def nhs_salt(nhs: str | None) -> str:
+    """The salt of the NHS-salted v2 name filters: "nhs:" + the NHS number's digits; "" when
+    there are none."""
+    digits = normalise_nhs(nhs)
+    return f"nhs:{digits}" if digits else ""
+
+
 class Encoder:
     """v2 encoders (the contract): per-field HKDF keys, tokens, salted diffused name filters.
     Per-value caches, so each repeated value (or name and salt) is hashed once."""

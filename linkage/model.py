@@ -48,6 +48,8 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "agency",
     "first_name_bf",
     "surname_bf",
+    "first_name_nhs_bf",
+    "surname_nhs_bf",
     "dob_token",
     "dob_swap_token",
     "name_salt",
@@ -106,7 +108,7 @@ def register_input(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, name: str) 
     words (`fn_w0..`, `sn_w0..`), so the Hamming distance is a sum of integer `bit_count`s."""
     con.register("_people_in", df)
     bf = []
-    for short, col in (("fn", "first_name_bf"), ("sn", "surname_bf")):
+    for short, col in FILTER_WORDS.items():
         bf.extend(
             f"CAST(('0x' || substr({col}, {1 + _WORD_HEX * i}, {_WORD_HEX})) AS BIGINT) "
             f"AS {short}_w{i}"
@@ -134,26 +136,49 @@ def max_differing_bits(similarity: float) -> int:
     return int((1.0 - similarity) * contract.BLOOM_BITS / 2)
 
 
-#: SQL: the two records' name filters do not share a salt (the dob, up to a day/month swap)
-NOT_SAME_SALT = "name_salt_l IS NULL OR name_salt_r IS NULL OR name_salt_l <> name_salt_r"
+#: word-column prefix -> filter column
+FILTER_WORDS: dict[str, str] = {
+    "fn": "first_name_bf",
+    "sn": "surname_bf",
+    "fni": "first_name_nhs_bf",
+    "sni": "surname_nhs_bf",
+}
+
+
+def _comparable(bf: str, salt: str) -> str:
+    """SQL: both filters present and salted alike (`salt`: the column whose equality means the
+    same salt: `name_salt` for the dob-salted filters, `nhs_token` for the NHS-salted ones)."""
+    return (
+        f"({bf}_l IS NOT NULL AND {bf}_r IS NOT NULL AND {salt}_l IS NOT NULL "
+        f"AND {salt}_r IS NOT NULL AND {salt}_l = {salt}_r)"
+    )
 
 
 def _name(col: str, short: str) -> dict[str, Any]:
-    bf = f"{col}_bf"
-    hd = _hamming(short)
+    """Levels of one name: each record pair compares its dob-salted filters where the dobs agree
+    (up to a swap), and its NHS-salted filters where the NHS tokens agree; a level holds if it
+    holds for either comparable pair; null if neither pair is comparable."""
+    pairs = [
+        (_comparable(f"{col}_bf", "name_salt"), f"{col}_bf", _hamming(short)),
+        (_comparable(f"{col}_nhs_bf", "nhs_token"), f"{col}_nhs_bf", _hamming(f"{short}i")),
+    ]
+    either = " OR ".join(ok for ok, _, _ in pairs)
     levels: list[dict[str, Any]] = [
-        {"sql_condition": f"{bf}_l IS NULL OR {bf}_r IS NULL OR {NOT_SAME_SALT}",
-         "label_for_charts": "null or not comparable (dob differs)", "is_null_level": True},
-        {"sql_condition": f"{bf}_l = {bf}_r", "label_for_charts": "exact"},
+        {"sql_condition": f"NOT ({either})", "label_for_charts": "null or not comparable",
+         "is_null_level": True},
+        {"sql_condition": " OR ".join(f"({ok} AND {bf}_l = {bf}_r)" for ok, bf, _ in pairs),
+         "label_for_charts": "exact"},
     ]  # fmt: skip
     levels += [
-        {"sql_condition": f"{hd} <= {max_differing_bits(b)}", "label_for_charts": f"sim >= {b}"}
+        {"sql_condition": " OR ".join(
+            f"({ok} AND {hd} <= {max_differing_bits(b)})" for ok, _, hd in pairs),
+         "label_for_charts": f"sim >= {b}"}
         for b in NAME_BANDS
-    ]
+    ]  # fmt: skip
     levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
     return {
         "output_column_name": col,
-        "comparison_description": f"{col}: exact filter, Hamming-similarity bands (same dob salt)",
+        "comparison_description": f"{col}: exact filter, Hamming-similarity bands (same salt)",
         "comparison_levels": levels,
     }
 

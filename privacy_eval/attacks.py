@@ -93,7 +93,8 @@ class Spec:
     hashes: int  # positions each bigram sets, as the contract states
     name_tokens: tuple[str, ...] = ()
     soundex_tokens: tuple[str, ...] = ()
-    filters: tuple[str, str] = ("first_name_bf", "surname_bf")
+    #: (first-name, surname) filter column pairs; each is attacked on its own
+    filters: tuple[tuple[str, str], ...] = (("first_name_bf", "surname_bf"),)
 
 
 SPECS: dict[str, Spec] = {
@@ -104,7 +105,12 @@ SPECS: dict[str, Spec] = {
         ("first_name_token", "surname_token"),
         ("first_name_soundex_token", "surname_soundex_token"),
     ),  # fmt: skip
-    "v2": Spec("hamming", 0.55, enc.NAME_HASHES),
+    "v2": Spec(
+        "hamming",
+        0.55,
+        enc.NAME_HASHES,
+        filters=(("first_name_bf", "surname_bf"), ("first_name_nhs_bf", "surname_nhs_bf")),
+    ),
 }
 
 
@@ -451,6 +457,36 @@ def _timed(func: Callable[[], tuple[Guesses | None, Guesses | None]]):
     return first, surname, time.perf_counter() - t
 
 
+def _filter_plans(
+    file: pd.DataFrame, fn_col: str, sn_col: str, tag: str, spec: Spec, public: PublicNames,
+    year: pd.Series, ym: pd.Series,
+) -> dict[str, Callable[[], tuple[Guesses | None, Guesses | None]]]:  # fmt: skip
+    """The attacks on one pair of name-filter columns."""
+    fn, sn = file[fn_col], file[sn_col]
+    return {
+        f"frequency: whole name filters{tag}": lambda: (
+            frequency_alignment(fn, public.first),
+            frequency_alignment(sn, public.surname),
+        ),
+        f"frequency: name filters within birth year{tag}": lambda: (
+            frequency_alignment(fn, public.first, groups=year),
+            frequency_alignment(sn, public.surname, groups=year),
+        ),
+        f"pattern mining (Christen){tag}": lambda: (
+            pattern_mining(fn, public.first, spec.hashes),
+            pattern_mining(sn, public.surname, spec.hashes),
+        ),
+        f"graph matching (Vidanage){tag}": lambda: (
+            graph_matching(fn, public.first, spec.similarity),
+            graph_matching(sn, public.surname, spec.similarity),
+        ),
+        f"cluster then frequency{tag}": lambda: (
+            cluster_frequency(fn, public.first, spec.similarity, spec.near, ym),
+            cluster_frequency(sn, public.surname, spec.similarity, spec.near, ym),
+        ),
+    }
+
+
 def run_attacks(
     file: pd.DataFrame,
     version: str,
@@ -464,8 +500,8 @@ def run_attacks(
     spec = SPECS[version]
     chance = chance_guesses(file, public)
     base = score(None, None, chance, truth_first, truth_surname)
-    fn_col, sn_col = spec.filters
     year = file["birth_year_month"].astype(str).str.slice(0, 4)
+    ym = file["birth_year_month"]
     plans: dict[str, Callable[[], tuple[Guesses | None, Guesses | None]]] = {}
     if spec.name_tokens:
         plans["frequency: name tokens"] = lambda: (
@@ -477,27 +513,9 @@ def run_attacks(
             soundex_alignment(file[spec.soundex_tokens[0]], public.first),
             soundex_alignment(file[spec.soundex_tokens[1]], public.surname),
         )
-    plans["frequency: whole name filters"] = lambda: (
-        frequency_alignment(file[fn_col], public.first),
-        frequency_alignment(file[sn_col], public.surname),
-    )
-    plans["frequency: name filters within birth year"] = lambda: (
-        frequency_alignment(file[fn_col], public.first, groups=year),
-        frequency_alignment(file[sn_col], public.surname, groups=year),
-    )
-    plans["pattern mining (Christen)"] = lambda: (
-        pattern_mining(file[fn_col], public.first, spec.hashes),
-        pattern_mining(file[sn_col], public.surname, spec.hashes),
-    )
-    plans["graph matching (Vidanage)"] = lambda: (
-        graph_matching(file[fn_col], public.first, spec.similarity),
-        graph_matching(file[sn_col], public.surname, spec.similarity),
-    )
-    ym = file["birth_year_month"]
-    plans["cluster then frequency"] = lambda: (
-        cluster_frequency(file[fn_col], public.first, spec.similarity, spec.near, ym),
-        cluster_frequency(file[sn_col], public.surname, spec.similarity, spec.near, ym),
-    )
+    for fn_col, sn_col in spec.filters:
+        tag = "" if fn_col == "first_name_bf" else f" [{fn_col.removeprefix('first_name_')}]"
+        plans.update(_filter_plans(file, fn_col, sn_col, tag, spec, public, year, ym))
     out = []
     for name, plan in plans.items():
         if attacks is not None and name not in attacks:
