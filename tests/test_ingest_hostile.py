@@ -138,7 +138,7 @@ def test_wrong_delimiter_gzip_and_truncation(settings, tmp_path):
 @pytest.mark.parametrize(
     ("column", "value", "kind"),
     [
-        ("first_name_token", "Olivia", "name or text"),
+        ("record_token", "Olivia", "name or text"),
         ("dob_token", "2014-03-09", "date"),
         ("postcode_token", "LS6 2AB", "postcode"),
         ("nhs_token", "943 476 5919", "number or id"),

@@ -239,8 +239,8 @@ def test_outputs_have_no_encodings(linked_home):
     assert "Match weights" in page and "Cluster sizes" in page
     with connect(s) as con:
         values = set()
-        for col in ("record_token", "first_name_token", "surname_token", "dob_token",
-                    "nhs_token", "first_name_bf"):  # fmt: skip
+        for col in ("record_token", "dob_token", "nhs_token", "first_name_bf",
+                    "surname_bf"):  # fmt: skip
             values |= {
                 v[0] for v in con.execute(f"SELECT {col} FROM staging.people").fetchall() if v[0]
             }
@@ -278,8 +278,7 @@ def test_guard_reclusters_chained_twins():
     nodes = pd.DataFrame({
         "unique_id": ["a", "b", "c"], "nhs_token": ["n1", None, "n2"],
         "upn_token": [None, None, None], "sex": ["F", None, "F"], "first_name_bf": [None] * 3,
-        "first_name_soundex_token": [None] * 3, "dob_token": ["d", "d", "d"],
-        "first_name_token": ["f1", "f2", "f3"], "surname_token": ["s"] * 3,
+        "dob_token": ["d", "d", "d"], "surname_bf": ["s"] * 3,
         "postcode_sector": [None] * 3,
     })  # fmt: skip
     edges = pd.DataFrame({"unique_id_l": ["a", "b"], "unique_id_r": ["b", "c"],
@@ -300,9 +299,9 @@ def test_evaluate_counts_pairs():
 def test_identity_edge_overrides_nhs_typo_but_not_twins():
     nodes = pd.DataFrame({
         "unique_id": ["a", "b", "c"], "nhs_token": ["n1", "n1x", "n2"],
-        "upn_token": [None] * 3, "sex": ["F", "F", "F"], "first_name_bf": [None] * 3,
-        "first_name_soundex_token": ["s1", "s1", "s2"], "dob_token": ["d"] * 3,
-        "first_name_token": ["f1", "f1", "f2"], "surname_token": ["s"] * 3,
+        "upn_token": [None] * 3, "sex": ["F", "F", "F"],
+        "first_name_bf": ["f" * contract.BLOOM_HEX_LENGTH] * 2 + ["0" * contract.BLOOM_HEX_LENGTH],
+        "dob_token": ["d"] * 3, "surname_bf": ["s"] * 3,
         "postcode_sector": ["JU1 2", None, "JU1 2"],
     })  # fmt: skip
     edges = pd.DataFrame({"unique_id_l": ["a", "a"], "unique_id_r": ["b", "c"],

@@ -81,7 +81,7 @@ def test_waterfall_chart_holds_no_record_data(linked):
     with connect(s) as con:
         tokens = {
             v
-            for col in ("record_token", "first_name_token", "surname_token", "dob_token")
+            for col in ("record_token", "first_name_bf", "surname_bf", "dob_token")
             for (v,) in con.execute(f"SELECT {col} FROM staging.people").fetchall()
             if v
         }

@@ -297,7 +297,7 @@ def test_refused_files_cannot_be_released_and_the_cli_prints_no_tokens(settings,
     load = deliver(settings, "health", "people", people)
     validate.run(settings)
     leaky = people_rows("police", 2)
-    leaky[0]["first_name_token"] = "Alice"  # plaintext where a token belongs
+    leaky[0]["first_name_bf"] = "Alice"  # plaintext where an encoding belongs
     path = write_csv(settings.landing_dir / "police_people.csv", leaky, contract.PEOPLE_COLUMNS)
     refused_id = ingest.load_id_for(ingest.file_sha256(path))
     assert ingest.run(settings)["files_refused_plaintext"] == 1
