@@ -369,13 +369,19 @@ def progression_sets(x: np.ndarray, w: np.ndarray, hashes: int) -> dict[tuple[in
     cols = np.packbits(x.astype(bool)[reps].T, axis=1)  # positions x packed records
     out: dict[tuple[int, ...], float] = {}
     for b in range(1, n_bits):
-        acc = cols.copy()
+        alive = np.arange(n_bits)  # start positions a whose progression is still supported
+        acc = cols
+        support = np.zeros(0)
         for i in range(1, hashes):
-            acc &= np.roll(cols, -i * b, axis=0)
-        support = np.bitwise_count(acc).sum(axis=1)
-        for a in np.flatnonzero(support >= 2):
+            acc = acc & cols[(alive + i * b) % n_bits]
+            support = np.bitwise_count(acc).sum(axis=1)
+            keep = support >= 2
+            alive, acc, support = alive[keep], acc[keep], support[keep]
+            if not len(alive):
+                break
+        for a, sup in zip(alive, support, strict=True):
             key = tuple(sorted({int((a + i * b) % n_bits) for i in range(hashes)}))
-            out[key] = max(out.get(key, 0.0), float(support[a]))
+            out[key] = max(out.get(key, 0.0), float(sup))
     return out
 
 
