@@ -3,7 +3,7 @@
 For each size (source people records; ~2.46 records per synthetic child) the bench makes a
 synthetic county with the project's own `synth` stage and pseudonymises its people files with a
 throwaway key (`linkage.pseudonymise.encode_people`), all OUTSIDE the timed region and cached
-under `var/bench/<records>/` (git-ignored).  Then each path runs in its own subprocess, so peak
+under `var/bench/enc<version>/<records>/` (git-ignored).  Then each path runs in its own subprocess, so peak
 memory (max RSS from os.wait4) is that path's alone:
 
 * ours:  `model.prepare_input` -> `model.build_linker` (incl. blocking analysis) -> `model.train`
@@ -13,7 +13,7 @@ memory (max RSS from os.wait4) is that path's alone:
   the plaintext).  With `--plain-rules same` (the default) ours runs first and plain gets the
   prediction and EM blocking rules ours chose, translated to plaintext columns
   (`plain.translate_rules`), so both paths score exactly the same pairs: like for like.  The
-  rules are also cached in `var/bench/<records>/chosen_rules_<seed>.json`, so `--paths plain`
+  rules are also cached in `var/bench/enc<version>/<records>/chosen_rules_<seed>.json`, so `--paths plain`
   alone reuses the last choice.  `--plain-rules fixed` keeps plain's fixed loose rules
   (`plain.prediction_rules()`, dob alone among them: ~75M pairs at 1M records).
 
@@ -52,7 +52,8 @@ BENCH_DIR = ROOT / "var" / "bench"
 
 
 def data_dir(records: int) -> Path:
-    return BENCH_DIR / str(records)
+    """The cache of one size, per encoding version (a cache never mixes versions)."""
+    return BENCH_DIR / f"enc{contract.ENCODING_VERSION}" / str(records)
 
 
 def prepare_data(records: int, seed: int) -> Path:

@@ -44,7 +44,9 @@ def persons_with_ae(settings: Settings) -> pd.DataFrame:
     c["dob"] = pd.to_datetime(c["dob"])
     pc = c["postcode"].str.upper().str.replace(" ", "", regex=False)
     c["sector"] = pc.str[:-3] + " " + pc.str[-3]
-    c = c.merge(areas[["postcode_sector"]], left_on="sector", right_on="postcode_sector", how="left")
+    c = c.merge(
+        areas[["postcode_sector"]], left_on="sector", right_on="postcode_sector", how="left"
+    )
     out = ae[["person_id", "event_date"]].drop_duplicates().merge(c, on="person_id")
     out["birth_year_month"] = out["dob"].dt.strftime("%Y-%m")
     out["birth_year"] = out["dob"].dt.year

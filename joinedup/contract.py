@@ -103,16 +103,23 @@ RAW_IDENTIFIER_COLUMNS: tuple[str, ...] = (
 # ---------------------------------------------------------------- pseudonymised (v2)
 #: keyed HMAC-SHA256 tokens, lowercase hex, TOKEN_HEX_LENGTH characters; empty when the source is empty
 TOKEN_HEX_LENGTH = 32
-#: keyed Bloom filters of name bigrams, lowercase hex of BLOOM_BITS bits
-BLOOM_BITS = 512
+#: the version of the encodings (docs/data-contract.md §4); v1 is retired
+ENCODING_VERSION = 2
+#: salted, diffused keyed filters of name bigrams, lowercase hex of BLOOM_BITS bits; 960 bits
+#: split into 16 words of 60 bits (15 hex characters), so each word is a non-negative signed
+#: BIGINT in DuckDB and Spark SQL (whose bit_count takes BIGINT only)
+BLOOM_BITS = 960
 BLOOM_HEX_LENGTH = BLOOM_BITS // 4
+BLOOM_WORD_BITS = 60
 
 #: to the linkage unit: identifier encodings (and the clear fields linkage compares) only
 PEOPLE_COLUMNS: tuple[str, ...] = (
     "agency",  # AGENCIES
     "record_token",  # token of agency + source_id: stable across extracts
-    "first_name_bf",  # hardened Bloom filter of the normalised first name
+    "first_name_bf",  # salted (dob), diffused keyed filter of the first name's bigrams
     "surname_bf",
+    "first_name_nhs_bf",  # the same filter salted with the NHS number instead (empty without one)
+    "surname_nhs_bf",
     "dob_token",  # token of the full date of birth
     "dob_swap_token",  # token of the dob with day and month swapped; empty if not a valid date or day == month
     "birth_year_month",  # clear (linkage unit only), YYYY-MM
@@ -131,7 +138,12 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "nhs_token",
     "upn_token",
 )
-BLOOM_COLUMNS: tuple[str, ...] = ("first_name_bf", "surname_bf")
+BLOOM_COLUMNS: tuple[str, ...] = (
+    "first_name_bf",
+    "surname_bf",
+    "first_name_nhs_bf",
+    "surname_nhs_bf",
+)
 #: encodings of identifiers (names, dob, postcode, NHS number, UPN): linkage unit only, never at
 #: the hub.  (record_token and event_token are keyed record keys, held by both.)
 IDENTIFIER_ENCODING_COLUMNS: tuple[str, ...] = tuple(

@@ -4,17 +4,18 @@
    record positions; a cluster is labelled by its smallest record key, as Splink's
    `cluster_pairwise_predictions_at_threshold` labels it), after dropping every
    edge whose two records conflict: both have sex M/F and it differs, or both have an NHS token
-   (or a UPN token) and they differ -- unless first name, surname and dob tokens all agree and
+   (or a UPN token) and they differ -- unless first-name and surname filters and dob tokens all
+   agree (equal v2 name filters mean equal names under the same dob salt) and
    the postcode sectors do not differ, which is far more likely a typo in the number than two
    children (an "identity edge").
-   Edges with a twin signature (same dob and surname, very different first names, no shared
-   NHS/UPN) are dropped too.  Only *verified* identifiers are guards (`strong_ids`).
+   Edges with a twin signature (same dob and surname, very different first names by the name
+   filters' Hamming similarity, no shared NHS/UPN) are dropped too.  Only *verified* identifiers are guards (`strong_ids`).
 2. A component can still hold a conflicting pair through a chain (A-B, B-C with A, C twins).
    Such components are re-clustered greedily: their edges in descending match weight (edges
    whose first names differ strongly last), joining two groups only when no conflict arises
    (cannot-link constraints; identity edges may join groups with different NHS/UPN tokens).
    Every guard test is vectorised: edges are resolved to node positions once, attributes
-   compared as integer codes, first-name Dice computed on uint64 words of the Bloom filters
+   compared as integer codes, first-name similarity computed on uint64 words of the filters
    (memory-lean and linear at 1M records).
 3. Child ids: a cluster keeps the previous id held by most of its records; a previous id goes to
    the cluster holding most of its records; other clusters get a fresh deterministic id.
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from joinedup.contract import BLOOM_HEX_LENGTH
+from joinedup.contract import BLOOM_BITS, BLOOM_HEX_LENGTH
 
 #: attributes on which two records of one child must not disagree (when both are present)
 GUARD_COLUMNS: tuple[str, ...] = ("nhs_token", "upn_token", "sex")
@@ -37,14 +38,13 @@ STRONG_ID_COLUMNS: tuple[str, ...] = ("nhs_token", "upn_token")
 #: node columns the twin and identity rules need besides the guard columns
 NAME_COLUMNS: tuple[str, ...] = (
     "first_name_bf",
-    "first_name_soundex_token",
-    "first_name_token",
-    "surname_token",
+    "surname_bf",
     "dob_token",
     "postcode_sector",
 )
-#: an edge between records with the same dob and surname but first names this dissimilar (Bloom
-#: Dice, and different Soundex) and no shared NHS/UPN token is dropped: the typical twin pair
+#: an edge between records with the same dob and surname but first names this dissimilar (the
+#: filters' Hamming similarity, `linkage.encoding.hamming_similarity`; unrelated names score
+#: ~0.17 on average) and no shared NHS/UPN token is dropped: the typical twin pair
 TWIN_DICE_DROP = 0.2
 #: inside a component that must be re-clustered, edges whose first names differ this much are
 #: considered last (their match weight is lowered by TWIN_WEIGHT_PENALTY)
@@ -85,7 +85,7 @@ class _Edges:
 
     def identity(self) -> np.ndarray:
         ok = np.ones(len(self.left), dtype=bool)
-        for col in ("first_name_token", "surname_token", "dob_token"):
+        for col in ("first_name_bf", "surname_bf", "dob_token"):
             ok &= self.compare(col)[0]
         return ok & ~self.compare("postcode_sector")[1]
 
@@ -98,7 +98,8 @@ class _Edges:
         return strong | self.compare("sex")[1]
 
     def first_name_dice(self) -> np.ndarray:
-        """Dice of the first-name Bloom filters per edge (NaN where either is absent)."""
+        """Hamming similarity (1 - 2 * differing bits / bits) of the first-name filters per edge,
+        floored at 0 (NaN where either is absent).  Named for the v1 Dice it replaces."""
         words = _bloom_words(self.nodes["first_name_bf"])
         out = np.full(len(self.left), np.nan)
         if words is None:  # filters of unexpected length: the slow, exact path
@@ -106,18 +107,14 @@ class _Edges:
             ints = [int(h, 16) if isinstance(h, str) and h else None for h in bf]
             for k, (a, b) in enumerate(zip(self.left, self.right, strict=True)):
                 if a >= 0 and b >= 0 and ints[a] is not None and ints[b] is not None:
-                    n = ints[a].bit_count() + ints[b].bit_count()
-                    if n:
-                        out[k] = 2 * (ints[a] & ints[b]).bit_count() / n
+                    differ = (ints[a] ^ ints[b]).bit_count()
+                    out[k] = max(0.0, 1.0 - 2.0 * differ / BLOOM_BITS)
             return out
         present = self.codes_present("first_name_bf")
-        counts = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
         ok = self.known & present[np.maximum(self.left, 0)] & present[np.maximum(self.right, 0)]
         a, b = self.left[ok], self.right[ok]
-        inter = np.bitwise_count(words[a] & words[b]).sum(axis=1, dtype=np.int64)
-        denom = counts[a] + counts[b]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[ok] = np.where(denom > 0, 2.0 * inter / denom, np.nan)
+        differ = np.bitwise_count(words[a] ^ words[b]).sum(axis=1, dtype=np.int64)
+        out[ok] = np.maximum(0.0, 1.0 - 2.0 * differ / BLOOM_BITS)
         return out
 
     def codes_present(self, col: str) -> np.ndarray:
@@ -126,17 +123,11 @@ class _Edges:
 
     def twin(self, dice: np.ndarray, max_dice: float) -> np.ndarray:
         same = {c: self.compare(c)[0]
-                for c in ("dob_token", "surname_token", "first_name_soundex_token", "nhs_token",
-                          "upn_token")}  # fmt: skip
+                for c in ("dob_token", "surname_bf", "nhs_token", "upn_token")}  # fmt: skip
         with np.errstate(invalid="ignore"):
             low = np.nan_to_num(dice, nan=np.inf) < max_dice
         return (
-            same["dob_token"]
-            & same["surname_token"]
-            & low
-            & ~same["first_name_soundex_token"]
-            & ~same["nhs_token"]
-            & ~same["upn_token"]
+            same["dob_token"] & same["surname_bf"] & low & ~same["nhs_token"] & ~same["upn_token"]
         )
 
 
@@ -171,13 +162,14 @@ def conflict_mask(
 
 
 def first_name_dice(edges: pd.DataFrame, nodes: pd.DataFrame) -> pd.Series:
-    """Dice similarity of the first-name Bloom filters of each edge's records (NaN if absent)."""
+    """Hamming similarity of the first-name filters of each edge's records (NaN if absent);
+    the name is kept from v1, where it was Dice."""
     return pd.Series(_Edges(edges, nodes).first_name_dice(), index=edges.index, dtype=float)
 
 
 def twin_signature(edges: pd.DataFrame, nodes: pd.DataFrame, max_dice: float) -> pd.Series:
     """True for edges that look like two children of one family: same dob, first names with
-    Dice below `max_dice` and different Soundex, and no shared NHS or UPN token."""
+    similarity below `max_dice` (same surname filter), and no shared NHS or UPN token."""
     e = _Edges(edges, nodes)
     return pd.Series(e.twin(e.first_name_dice(), max_dice), index=edges.index)
 

@@ -1,7 +1,11 @@
 """The Splink model: input preparation, comparisons, blocking rules and training.
 
-Works on the encoded fields only (tokens, Bloom filters, clear birth year-month, sex and
-postcode sector).  All Splink work happens in a private in-memory DuckDB, never the warehouse.
+Works on the encoded fields only (tokens, contract-v2 name filters, clear birth year-month, sex
+and postcode sector).  Name filters are salted with the date of birth (day and month in
+ascending order), so two filters are comparable only when the two records' dob tokens agree
+(directly or day/month swapped); otherwise the name comparison is the null level.  Name
+similarity is Hamming similarity on 60-bit BIGINT words (`bit_count`, `|`, `&` only, so the same
+SQL runs in DuckDB and Spark SQL).  All Splink work happens in a private in-memory DuckDB, never the warehouse.
 
 Owns the blocking-rule selection: `choose_blocking_rules` runs Splink's blocking analysis
 (`splink.blocking_analysis.count_comparisons_from_blocking_rules`) over candidate rules, ordered
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
@@ -41,12 +46,13 @@ DETERMINISTIC_RECALL = 0.7
 INPUT_COLUMNS: tuple[str, ...] = (
     "unique_id",
     "agency",
-    "first_name_token",
-    "surname_token",
-    "first_name_soundex_token",
-    "surname_soundex_token",
+    "first_name_bf",
+    "surname_bf",
+    "first_name_nhs_bf",
+    "surname_nhs_bf",
     "dob_token",
     "dob_swap_token",
+    "name_salt",
     "birth_year_month",
     "birth_year",
     "birth_month_index",
@@ -68,51 +74,46 @@ def prepare_input(people: pd.DataFrame) -> pd.DataFrame:
     """Staged people rows -> the model's input frame (empty strings and 'U' become NULL)."""
     df = pd.DataFrame({"unique_id": record_key(people["agency"], people["record_token"])})
     for col in contract.PEOPLE_COLUMNS:
-        if col in ("record_token", "ethnicity", "extract_date"):
+        if col in ("record_token", "extract_date"):
             continue
         s = people[col].astype("string").str.strip()
         df[col] = s.mask(s == "", pd.NA)
     sex = df["sex"].str.upper()
     df["sex"] = sex.where(sex.isin(["M", "F"]), pd.NA)
+    # the name filters' salt class: the lesser of the dob and swapped-dob tokens (equal exactly
+    # when the two dobs are equal up to a day/month swap, which is when filters are comparable)
+    dob, swap = df["dob_token"], df["dob_swap_token"]
+    df["name_salt"] = dob.where(swap.isna() | (dob <= swap), swap)
     df["birth_year"] = df["birth_year_month"].str.slice(0, 4)
     # months since year 0 from the clear year-month: near misses (a month or a year apart)
     year = pd.to_numeric(df["birth_year_month"].str.slice(0, 4), errors="coerce")
     month = pd.to_numeric(df["birth_year_month"].str.slice(5, 7), errors="coerce")
     df["birth_month_index"] = (year * 12 + month - 1).astype("Int64")
     df["postcode_district"] = df["postcode_sector"].str.split(" ").str[0]
-    # contract v2 sends no deterministic name or Soundex tokens: equal names have equal filters,
-    # so the filter itself serves the exact-name level and the name blocking keys
-    for name in ("first_name", "surname"):
-        df[f"{name}_token"] = df[f"{name}_bf"]
-        df[f"{name}_soundex_token"] = df[f"{name}_bf"]
     return df.reset_index(drop=True)
 
 
-#: 64-bit words per Bloom filter (the filters are BLOOM_BITS bits)
-BLOOM_WORDS = contract.BLOOM_BITS // 64
+#: words per name filter: BLOOM_BITS bits as 60-bit words (15 hex characters), each a
+#: non-negative signed BIGINT, the type Spark SQL's bit_count takes
+BLOOM_WORDS = contract.BLOOM_BITS // contract.BLOOM_WORD_BITS
+_WORD_HEX = contract.BLOOM_WORD_BITS // 4
+#: name-similarity bands: Hamming similarity 1 - 2 * (differing bits) / BLOOM_BITS at least
+#: this (unrelated names ~0.17, p99.9 ~0.55; one typo ~0.65 median: measured, see
+#: docs/data-contract.md §4.5)
+NAME_BANDS: tuple[float, ...] = (0.55, 0.45, 0.35)
 
 
 def register_input(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, name: str) -> None:
-    """Create table `name` in the private DuckDB with each Bloom filter as BLOOM_WORDS UBIGINT
-    words (`fn_w0..`, `sn_w0..`) and its set-bit count (`fn_n`, `sn_n`), so Dice is a sum of
-    integer `bit_count`s (several times faster than on a BIT string); `fn_bits`/`sn_bits` (BIT)
-    are kept for models saved before the words existed."""
+    """Create table `name` in the private DuckDB with each name filter as BLOOM_WORDS BIGINT
+    words (`fn_w0..`, `sn_w0..`), so the Hamming distance is a sum of integer `bit_count`s."""
     con.register("_people_in", df)
     bf = []
-    for short, col in (("fn", "first_name_bf"), ("sn", "surname_bf")):
-        bits = f"from_hex({col})::BIT"
-        bf.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {bits} END AS {short}_bits")
-        words = [
-            f"CAST(('0x' || substr({col}, {1 + 16 * i}, 16)) AS UBIGINT)"
+    for short, col in FILTER_WORDS.items():
+        bf.extend(
+            f"CAST(('0x' || substr({col}, {1 + _WORD_HEX * i}, {_WORD_HEX})) AS BIGINT) "
+            f"AS {short}_w{i}"
             for i in range(BLOOM_WORDS)
-        ]
-        bf.extend(f"{w} AS {short}_w{i}" for i, w in enumerate(words))
-        # bit_count is TINYINT: the first term is widened so the sum cannot overflow
-        count = " + ".join(
-            f"CAST(bit_count({w}) AS INTEGER)" if i == 0 else f"bit_count({w})"
-            for i, w in enumerate(words)
         )
-        bf.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {count} END AS {short}_n")
     keep = [c for c in INPUT_COLUMNS]
     con.execute(
         f"CREATE OR REPLACE TABLE {name} AS SELECT {', '.join(keep)}, {', '.join(bf)} "
@@ -121,30 +122,173 @@ def register_input(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, name: str) 
     con.unregister("_people_in")
 
 
-def _dice(short: str) -> str:
-    terms = [f"bit_count({short}_w{i}_l & {short}_w{i}_r)" for i in range(BLOOM_WORDS)]
-    inter = " + ".join([f"CAST({terms[0]} AS INTEGER)", *terms[1:]])
-    return f"(2.0 * ({inter}) / ({short}_n_l + {short}_n_r))"
+def _hamming(short: str) -> str:
+    """SQL: differing bits of two name filters; (a | b) - (a & b) counts = XOR, in any dialect."""
+    terms = [
+        f"bit_count({short}_w{i}_l | {short}_w{i}_r) - bit_count({short}_w{i}_l & {short}_w{i}_r)"
+        for i in range(BLOOM_WORDS)
+    ]
+    return "(" + " + ".join([f"CAST({terms[0]} AS INTEGER)", *terms[1:]]) + ")"
+
+
+def max_differing_bits(similarity: float) -> int:
+    """The most differing bits a pair may have to reach a Hamming similarity."""
+    return int((1.0 - similarity) * contract.BLOOM_BITS / 2)
+
+
+#: word-column prefix -> filter column
+FILTER_WORDS: dict[str, str] = {
+    "fn": "first_name_bf",
+    "sn": "surname_bf",
+    "fni": "first_name_nhs_bf",
+    "sni": "surname_nhs_bf",
+}
+
+
+def _comparable(bf: str, salt: str) -> str:
+    """SQL: both filters present and salted alike (`salt`: the column whose equality means the
+    same salt: `name_salt` for the dob-salted filters, `nhs_token` for the NHS-salted ones)."""
+    return (
+        f"({bf}_l IS NOT NULL AND {bf}_r IS NOT NULL AND {salt}_l IS NOT NULL "
+        f"AND {salt}_r IS NOT NULL AND {salt}_l = {salt}_r)"
+    )
 
 
 def _name(col: str, short: str) -> dict[str, Any]:
-    dice = _dice(short)
+    """Levels of one name: each record pair compares its dob-salted filters where the dobs agree
+    (up to a swap), and its NHS-salted filters where the NHS tokens agree; a level holds if it
+    holds for either comparable pair; null if neither pair is comparable."""
+    pairs = [
+        (_comparable(f"{col}_bf", "name_salt"), f"{col}_bf", _hamming(short)),
+        (_comparable(f"{col}_nhs_bf", "nhs_token"), f"{col}_nhs_bf", _hamming(f"{short}i")),
+    ]
+    either = " OR ".join(ok for ok, _, _ in pairs)
+    levels: list[dict[str, Any]] = [
+        {"sql_condition": f"NOT ({either})", "label_for_charts": "null or not comparable",
+         "is_null_level": True},
+        {"sql_condition": " OR ".join(f"({ok} AND {bf}_l = {bf}_r)" for ok, bf, _ in pairs),
+         "label_for_charts": "exact"},
+    ]  # fmt: skip
+    levels += [
+        {"sql_condition": " OR ".join(
+            f"({ok} AND {hd} <= {max_differing_bits(b)})" for ok, _, hd in pairs),
+         "label_for_charts": f"sim >= {b}"}
+        for b in NAME_BANDS
+    ]  # fmt: skip
+    levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
     return {
         "output_column_name": col,
-        "comparison_description": f"{col}: exact token, Bloom-filter Dice bands, Soundex",
-        "comparison_levels": [
-            {"sql_condition": f"{col}_token_l IS NULL OR {col}_token_r IS NULL",
-             "label_for_charts": "null", "is_null_level": True},
-            {"sql_condition": f"{col}_token_l = {col}_token_r", "label_for_charts": "exact",
-             "tf_adjustment_column": f"{col}_token", "tf_adjustment_weight": 1.0},
-            {"sql_condition": f"{dice} >= 0.88", "label_for_charts": "dice >= 0.88"},
-            {"sql_condition": f"{dice} >= 0.75", "label_for_charts": "dice >= 0.75"},
-            {"sql_condition": f"{col}_soundex_token_l = {col}_soundex_token_r",
-             "label_for_charts": "soundex"},
-            {"sql_condition": f"{dice} >= 0.6", "label_for_charts": "dice >= 0.6"},
-            {"sql_condition": "ELSE", "label_for_charts": "else"},
-        ],
-    }  # fmt: skip
+        "comparison_description": f"{col}: exact filter, Hamming-similarity bands (same salt)",
+        "comparison_levels": levels,
+    }
+
+
+#: fewer non-match pairs than this and the name u-probabilities keep Splink's random-sampling
+#: estimate (which over-states them, so names weigh less: the safe side)
+MIN_NAME_U_PAIRS = 200
+
+
+def _level_index(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Per pair, the index of its name level among the non-null levels (0 = exact, then one per
+    NAME_BANDS, last = else), computed as the SQL of `_name` does."""
+
+    def ints(s: pd.Series) -> list[int]:
+        return [int(v, 16) for v in s.astype(str)]
+
+    differ = np.array([(x ^ y).bit_count() for x, y in zip(ints(a), ints(b), strict=True)])
+    out = np.full(len(differ), len(NAME_BANDS) + 1)
+    for i, band in reversed(list(enumerate(NAME_BANDS, start=1))):
+        out[differ <= max_differing_bits(band)] = i
+    out[(a.to_numpy() == b.to_numpy())] = 0
+    return out
+
+
+def name_u_probabilities(df: pd.DataFrame) -> dict[str, list[float]] | None:
+    """u-probabilities of the name levels, from pairs that share the name salt (dob, up to a
+    day/month swap) but are non-matches by a strong id (NHS or UPN tokens present on both sides
+    and different); add-one smoothed.  None if fewer than MIN_NAME_U_PAIRS such pairs.
+
+    Why: the name levels are null unless the salts agree, so Splink's random sampling sees
+    names only on the few random pairs with the same dob, most of which are the same child;
+    its u would be far too high (measured ~0.24 for an exact first name instead of ~0.01)."""
+    cols = ["unique_id", "dob_token", "dob_swap_token", "nhs_token", "upn_token",
+            "first_name_bf", "surname_bf"]  # fmt: skip
+    x = df[cols][df["dob_token"].notna() & (df["nhs_token"].notna() | df["upn_token"].notna())]
+    same = x.merge(x, on="dob_token", suffixes=("_l", "_r"))
+    same = same[same["unique_id_l"] < same["unique_id_r"]]
+    swap = x.merge(x, left_on="dob_swap_token", right_on="dob_token", suffixes=("_l", "_r"))
+    pairs = pd.concat([same, swap], ignore_index=True)
+    differ = pd.Series(False, index=pairs.index)
+    for c in ("nhs_token", "upn_token"):
+        both = pairs[f"{c}_l"].notna() & pairs[f"{c}_r"].notna()
+        differ |= both & (pairs[f"{c}_l"] != pairs[f"{c}_r"])
+    pairs = pairs[differ.to_numpy()]
+    out: dict[str, list[float]] = {}
+    for col in ("first_name", "surname"):
+        bf = f"{col}_bf"
+        p = pairs[pairs[f"{bf}_l"].notna() & pairs[f"{bf}_r"].notna()]
+        if len(p) < MIN_NAME_U_PAIRS:
+            return None
+        levels = _level_index(p[f"{bf}_l"], p[f"{bf}_r"])
+        counts = np.bincount(levels, minlength=len(NAME_BANDS) + 2) + 1.0
+        out[col] = list(counts / counts.sum())
+    return out
+
+
+def _name_u_from_em(linker: Linker, rule: str | None, step: Any) -> dict[str, list[float]]:
+    """Name u-probabilities from one EM session, with u left free, on a throwaway linker over
+    the same input, blocked on `rule` (the chosen dob training rule; the name comparisons read
+    `name_salt`, not `dob_token`, so they stay active): within pairs that share the dob, hence
+    the salt, EM separates matches from non-matches by the other comparisons, so its u is
+    P(name level | non-match, same salt), the value the model needs.  Returns only the names
+    the session estimated."""
+    sdf = _SOURCES.get(linker)
+    if rule is None or sdf is None:
+        return {}
+    probe = Linker(sdf, settings(prediction_rules()), log_level=None)
+    step("name_u_em_dob", probe.training.estimate_parameters_using_expectation_maximisation,
+         rule, estimate_without_term_frequencies=True, fix_u_probabilities=False)  # fmt: skip
+    out: dict[str, list[float]] = {}
+    for comp in probe._settings_obj.comparisons:
+        if comp.output_column_name not in ("first_name", "surname"):
+            continue
+        values = []
+        for lv in comp.comparison_levels:
+            if lv.is_null_level:
+                continue
+            trained = [t["probability"] for t in lv._trained_u_probabilities]
+            v = trained[-1] if trained else None
+            values.append(float(v) if isinstance(v, (int, float)) and v > 0 else None)
+        if values and all(v is not None for v in values):
+            out[comp.output_column_name] = values
+    return out
+
+
+def monotone_name_weights(linker: Linker) -> None:
+    """Make each name comparison's Bayes factor m/u non-increasing from `exact` down the
+    similarity bands (a closer name never counts less), by raising a band's u where EM's few
+    same-salt non-matches left it too small."""
+    for comp in linker._settings_obj.comparisons:
+        if comp.output_column_name not in ("first_name", "surname"):
+            continue
+        levels = [lv for lv in comp.comparison_levels if not lv.is_null_level]
+        best = None
+        for lv in levels:
+            m, u = lv.m_probability, lv.u_probability
+            if not isinstance(m, float) or not isinstance(u, float) or u <= 0:
+                continue
+            if best is not None and m / u > best:
+                lv.u_probability = m / best
+            best = min(best, m / lv.u_probability) if best is not None else m / u
+
+
+def set_name_u(linker: Linker, u: dict[str, list[float]]) -> None:
+    """Put `name_u_probabilities` into the linker's name comparisons (non-null levels, in order)."""
+    for comp in linker._settings_obj.comparisons:
+        if comp.output_column_name in u:
+            levels = [lv for lv in comp.comparison_levels if not lv.is_null_level]
+            for lv, value in zip(levels, u[comp.output_column_name], strict=True):
+                lv.u_probability = float(value)
 
 
 def _exact(col: str, label: str) -> dict[str, Any]:
@@ -219,40 +363,31 @@ class Candidate:
     variants: tuple[tuple[str, ...], ...]
 
 
-#: prediction candidates, the most precise first (a pair is scored if any chosen rule holds)
+#: prediction candidates, the most precise first (a pair is scored if any chosen rule holds).
+#: Equal name filters imply the same dob salt, so they are used only with a dob rule.
 PREDICTION_CANDIDATES: tuple[Candidate, ...] = (
     Candidate("nhs", ((_on("nhs_token"),),)),
     Candidate("upn", ((_on("upn_token"),),)),
     Candidate("dob", (
         (_on("dob_token"),),
-        (_on("dob_token", "surname_soundex_token"), _on("dob_token", "first_name_soundex_token"),
+        (_on("dob_token", "surname_bf"), _on("dob_token", "first_name_bf"),
          _on("dob_token", "postcode_sector")),
-        (_on("dob_token", "surname_soundex_token"), _on("dob_token", "first_name_soundex_token")),
+        (_on("dob_token", "surname_bf"), _on("dob_token", "first_name_bf")),
     )),
     Candidate("dob_swap", (
         (_SWAP,),
-        (f"{_SWAP} AND {_on('surname_soundex_token')}",
-         f"{_SWAP} AND {_on('first_name_soundex_token')}"),
+        (f"{_SWAP} AND {_on('surname_bf')}", f"{_SWAP} AND {_on('first_name_bf')}"),
     )),
-    Candidate("names_year", (
-        (_on("first_name_token", "surname_token", "birth_year"),),
-        (_on("first_name_token", "surname_token", "birth_year", "sex"),),
+    Candidate("postcode_year", (
+        (_on("postcode_token", "birth_year"),),
+        (_on("postcode_token", "birth_year", "sex"),),
     )),
-    Candidate("surname_month", (
-        (_on("surname_token", "birth_year_month"),),
-        (_on("surname_token", "birth_year_month", "sex"),),
-        (_on("surname_token", "birth_year_month", "postcode_district"),),
+    Candidate("sector_month", (
+        (_on("postcode_sector", "birth_year_month"),),
+        (_on("postcode_sector", "birth_year_month", "sex"),),
     )),
-    Candidate("first_name_month", (
-        (_on("first_name_token", "birth_year_month"),),
-        (_on("first_name_token", "birth_year_month", "postcode_district"),),
-    )),
-    Candidate("soundex_sector", (
-        (_on("first_name_soundex_token", "surname_soundex_token", "postcode_sector"),),
-        (_on("first_name_soundex_token", "surname_soundex_token", "postcode_sector", "sex"),),
-    )),
-    Candidate("postcode_first_name", (
-        (_on("postcode_token", "first_name_soundex_token"),),
+    Candidate("district_month_sex", (
+        (_on("postcode_district", "birth_year_month", "sex"),),
     )),
 )  # fmt: skip
 
@@ -260,12 +395,12 @@ PREDICTION_CANDIDATES: tuple[Candidate, ...] = (
 TRAINING_CANDIDATES: tuple[Candidate, ...] = (
     Candidate("em_dob", (
         (_on("dob_token"),),
-        (_on("dob_token", "surname_soundex_token"),),
-        (_on("dob_token", "surname_token"),),
+        (_on("dob_token", "surname_bf"),),
+        (_on("dob_token", "postcode_sector"),),
     )),
-    Candidate("em_names", (
-        (_on("first_name_token", "surname_token"),),
-        (_on("first_name_token", "surname_token", "postcode_district"),),
+    Candidate("em_nhs", (
+        (_on("nhs_token"),),
+        (_on("nhs_token", "sex"),),
     )),
     Candidate("em_postcode", (
         (_on("postcode_token"),),
@@ -437,6 +572,8 @@ def training_step(skipped: list[str], name: str, func: Any, *args: Any, **kwargs
 
 #: the blocking analysis of each linker `build_linker` made (read by `train` and the report)
 _ANALYSES: weakref.WeakKeyDictionary[Linker, dict[str, Any]] = weakref.WeakKeyDictionary()
+#: the registered input of each linker `build_linker` made (for the name-u probe linker)
+_SOURCES: weakref.WeakKeyDictionary[Linker, Any] = weakref.WeakKeyDictionary()
 
 
 def build_linker(
@@ -453,6 +590,7 @@ def build_linker(
     analysis["training"] = choose_training_rules(sdf, n)
     linker = Linker(sdf, settings(analysis["rules"]), log_level=None)
     _ANALYSES[linker] = analysis
+    _SOURCES[linker] = sdf
     return linker, con
 
 
@@ -504,7 +642,7 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     step(
         "probability_two_random_records_match",
         t.estimate_probability_two_random_records_match,
-        [block_on("nhs_token"), block_on("dob_token", "first_name_token", "surname_token")],
+        [block_on("nhs_token"), block_on("dob_token", "first_name_bf", "surname_bf")],
         recall=DETERMINISTIC_RECALL,
     )
     prior = _prior(linker)
@@ -514,9 +652,20 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
         em_rules = [(r["name"], r["rule"]) for r in analysis["training"]["rules"]]
     else:
         em_rules = [(c.name, c.variants[0][0]) for c in TRAINING_CANDIDATES]
+    name_u = _name_u_from_em(linker, dict(em_rules).get("em_dob"), step)
+    if len(name_u) < 2:  # a name the dob session could not estimate: strong-id non-matches
+        fallback = name_u_probabilities(_input_frame(linker)) or {}
+        name_u = {**fallback, **name_u}
+    if name_u:
+        set_name_u(linker, name_u)
+    else:
+        skipped.append("name_u")
     for name, rule in em_rules:
         step(name, t.estimate_parameters_using_expectation_maximisation, rule,
              estimate_without_term_frequencies=True)  # fmt: skip
+    if name_u:  # EM re-populates u from the trained values: set them again
+        set_name_u(linker, name_u)
+        monotone_name_weights(linker)
     # the random-match probability comes from the deterministic rules; EM within a blocking
     # rule must not move it
     linker._settings_obj._probability_two_random_records_match = prior
@@ -527,6 +676,15 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     if analysis is not None:
         out["blocking"] = blocking_figures(analysis)
     return out
+
+
+def _input_frame(linker: Linker) -> pd.DataFrame:
+    """The model input the linker was built on, read back from its DuckDB table."""
+    table = linker._input_tables_dict
+    name = next(iter(table.values())).physical_name
+    cols = ", ".join(["unique_id", "dob_token", "dob_swap_token", "nhs_token", "upn_token",
+                      "first_name_bf", "surname_bf"])  # fmt: skip
+    return linker._db_api._execute_sql_against_backend(f"SELECT {cols} FROM {name}").df()
 
 
 def _prior(linker: Linker) -> float:

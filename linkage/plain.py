@@ -85,10 +85,10 @@ PLAIN_COLUMNS: tuple[str, ...] = (
 #: our model's input columns (`linkage.model.INPUT_COLUMNS`) -> the plain column holding the
 #: same normalised value in clear (a token is equal exactly when the values are)
 TOKEN_TO_PLAIN: dict[str, str] = {
-    "first_name_token": "first_name",
-    "surname_token": "surname",
-    "first_name_soundex_token": "first_name_soundex",
-    "surname_soundex_token": "surname_soundex",
+    # equal v2 name filters = equal names under the same dob salt; rules use them only together
+    # with a dob equality, where the plain names' equality is the same condition
+    "first_name_bf": "first_name",
+    "surname_bf": "surname",
     "dob_token": "dob",
     "dob_swap_token": "dob_swap",
     "birth_year_month": "birth_year_month",

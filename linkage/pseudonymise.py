@@ -10,7 +10,8 @@ Each output has one row per input row, in the same order.  The ward comes from t
 postcode-sector lookup (`areas`, the reference `areas.csv`); a postcode not in it gives an empty
 ward.  Clear values that cannot be coarsened pass through unchanged (the receiving unit never
 stores a value without its column's shape, and quarantines the row).  Never prints or logs
-identifiers, tokens or the key; figures are counts and timings only.
+identifiers, tokens or the key; figures are counts and timings only.  Encodings are v2
+(`linkage.encoding.Encoder`, docs/data-contract.md §4).
 """
 
 from __future__ import annotations
@@ -60,17 +61,16 @@ def encode_people(df: pd.DataFrame, agency: str, encoder: enc.Encoder) -> pd.Dat
     out = pd.DataFrame(index=df.index)
     out["agency"] = agency
     out["record_token"] = encoder.tokens("record", agency + ":" + df["source_id"].str.strip())
-    out["first_name_token"] = encoder.tokens("first_name", first)
-    out["surname_token"] = encoder.tokens("surname", surname)
-    out["first_name_bf"] = encoder.blooms(first)
-    out["surname_bf"] = encoder.blooms(surname)
-    out["first_name_soundex_token"] = encoder.tokens("first_name_soundex", m(first, enc.soundex))
-    out["surname_soundex_token"] = encoder.tokens("surname_soundex", m(surname, enc.soundex))
+    salt = m(dob, enc.name_salt)
+    out["first_name_bf"] = encoder.blooms("first_name_bf", first, salt)
+    out["surname_bf"] = encoder.blooms("surname_bf", surname, salt)
+    nhs_salt = m(df["nhs_number"], enc.nhs_salt)
+    out["first_name_nhs_bf"] = encoder.blooms("first_name_bf", first, nhs_salt)
+    out["surname_nhs_bf"] = encoder.blooms("surname_bf", surname, nhs_salt)
     out["dob_token"] = encoder.tokens("dob", dob)
     out["dob_swap_token"] = encoder.tokens("dob", m(dob, enc.swap_dob))
     out["birth_year_month"] = m(dob, enc.birth_year_month)
     out["sex"] = df["sex"]
-    out["ethnicity"] = df["ethnicity"]
     out["postcode_token"] = encoder.tokens("postcode", postcode)
     out["postcode_sector"] = m(postcode, enc.postcode_sector)
     out["nhs_token"] = encoder.tokens("nhs", m(df["nhs_number"], enc.normalise_nhs))

@@ -23,6 +23,8 @@ def people_rows(agency: str, n: int) -> list[dict[str, str]]:
                 "record_token": tok(agency, "rec", i),
                 "first_name_bf": "0" * contract.BLOOM_HEX_LENGTH,
                 "surname_bf": "f" * contract.BLOOM_HEX_LENGTH,
+                "first_name_nhs_bf": "",
+                "surname_nhs_bf": "",
                 "dob_token": tok("dob", i),
                 "dob_swap_token": "",
                 "birth_year_month": "2015-03",

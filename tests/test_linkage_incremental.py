@@ -144,7 +144,7 @@ def test_saved_model_holds_parameters_only_and_fallback_to_full(months):
     with connect(s) as con:
         tokens = {
             v[0]
-            for col in ("record_token", "first_name_token", "dob_token", "nhs_token")
+            for col in ("record_token", "first_name_bf", "dob_token", "nhs_token")
             for v in con.execute(f"SELECT DISTINCT {col} FROM staging.people").fetchall()
             if v[0]
         }

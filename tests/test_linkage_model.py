@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from joinedup import contract
 from linkage import clustering, model
+
+HEX = contract.BLOOM_HEX_LENGTH
 
 N_PERSONS = 600
 
@@ -18,7 +21,7 @@ def _people(n: int = N_PERSONS, seed: int = 3) -> pd.DataFrame:
     rows = []
     dobs = [f"d{k:03d}" for k in range(12)]  # few dobs: big dob blocks
     for p in range(n):
-        first, sur = f"f{rng.integers(0, 40):02d}", f"s{rng.integers(0, 60):02d}"
+        first, sur = int(rng.integers(1, 2**62)), int(rng.integers(1, 2**62))
         dob = dobs[int(rng.integers(0, len(dobs)))]
         pc = f"JU{rng.integers(1, 4)} {rng.integers(0, 9)}"
         for r in range(int(rng.integers(1, 4))):
@@ -26,20 +29,17 @@ def _people(n: int = N_PERSONS, seed: int = 3) -> pd.DataFrame:
                 {
                     "agency": "health" if r == 0 else "education",
                     "record_token": f"r{p:05d}{r}",
-                    "first_name_token": first,
-                    "surname_token": sur,
-                    "first_name_bf": format(int(rng.integers(1, 2**62)), "0128x"),
-                    "surname_bf": format(int(rng.integers(1, 2**62)), "0128x"),
-                    "first_name_soundex_token": first[:2],
-                    "surname_soundex_token": sur[:2],
+                    "first_name_bf": format(first, f"0{HEX}x"),
+                    "surname_bf": format(sur, f"0{HEX}x"),
+                    "first_name_nhs_bf": "",
+                    "surname_nhs_bf": "",
                     "dob_token": dob,
                     "dob_swap_token": dob[::-1],
                     "birth_year_month": f"20{10 + int(dob[1:]) % 5}-0{1 + int(dob[1:]) % 9}",
                     "sex": "MF"[p % 2],
-                    "ethnicity": "WHITE",
                     "postcode_token": f"pc{p:05d}",
                     "postcode_sector": pc,
-                    "nhs_token": f"n{p:05d}" if r == 0 else "",
+                    "nhs_token": f"n{p:05d}" if r <= 1 else "",
                     "upn_token": "",
                     "extract_date": "2026-10-01",
                 }
@@ -128,30 +128,37 @@ def test_near_miss_dob_levels():
     assert labels.index("adjacent month") < labels.index("same year")
 
 
-def test_dice_words_match_python_dice():
-    """Dice over UBIGINT words in DuckDB (model._dice) equals the Python Dice of the filters."""
+def test_hamming_words_match_python_similarity():
+    """Differing bits over 60-bit BIGINT words in DuckDB (model._hamming, `|` and `&` only, no
+    XOR operator, so Spark SQL runs the same text) equal the Python count on the hex filters."""
     import duckdb
 
-    from linkage.encoding import dice
+    from linkage.encoding import hamming_similarity
 
-    df = model.prepare_input(_people(n=30))
+    rng = np.random.default_rng(5)
+    hexes = [bytes(rng.integers(0, 256, HEX // 2, dtype=np.uint8)).hex() for _ in range(30)]
+    hexes[3] = "f" * HEX  # every word at its largest: still a non-negative BIGINT
+    df = model.prepare_input(_people(n=30)).head(30).copy()
+    df["first_name_bf"] = hexes
     con = duckdb.connect()
     model.register_input(con, df, "p")
     con.execute("CREATE TABLE q AS SELECT row_number() OVER () AS i, * FROM p")
+    types = {r[0]: r[1] for r in con.execute("DESCRIBE p").fetchall()}
+    assert types["fn_w0"] == "BIGINT" and model.BLOOM_WORDS == 16
 
     def side(s: str) -> str:
         cols = [f"fn_w{i} AS fn_w{i}_{s}" for i in range(model.BLOOM_WORDS)]
-        return f"(SELECT i, {', '.join(cols)}, fn_n AS fn_n_{s} FROM q) {s}"
+        return f"(SELECT i, {', '.join(cols)} FROM q) {s}"
 
     got = con.execute(
-        f"SELECT l.i, {model._dice('fn')} FROM {side('l')} JOIN {side('r')} ON r.i = l.i + 1 "
+        f"SELECT l.i, {model._hamming('fn')} FROM {side('l')} JOIN {side('r')} ON r.i = l.i + 1 "
         "ORDER BY l.i"
     ).fetchall()
     con.close()
-    bf = df["first_name_bf"].tolist()
-    assert len(got) == len(bf) - 1
-    for i, value in got:
-        assert value == pytest.approx(dice(bf[i - 1], bf[i]), abs=1e-12)
+    assert len(got) == len(hexes) - 1
+    for i, differ in got:
+        expected = max(0.0, 1 - 2 * differ / contract.BLOOM_BITS)
+        assert expected == pytest.approx(hamming_similarity(hexes[i - 1], hexes[i]), abs=1e-12)
 
 
 def test_vectorised_guard_matches_definitions():
@@ -161,10 +168,8 @@ def test_vectorised_guard_matches_definitions():
             "nhs_token": ["n1", "n2", None, "n1"],
             "upn_token": [None, None, None, None],
             "sex": ["M", "M", "F", "M"],
-            "first_name_bf": ["f" * 128, "0" * 127 + "1", None, "f" * 128],
-            "first_name_soundex_token": ["x", "y", "x", "x"],
-            "first_name_token": ["t1", "t2", "t1", "t1"],
-            "surname_token": ["s", "s", "s", "s"],
+            "first_name_bf": ["f" * HEX, "0" * (HEX - 1) + "1", None, "f" * HEX],
+            "surname_bf": ["s", "s", "s", "s"],
             "dob_token": ["d", "d", "d", "d"],
             "postcode_sector": ["p", "p", "p", "p"],
         }
@@ -181,7 +186,7 @@ def test_vectorised_guard_matches_definitions():
     assert conflict == [True, True, False, True, False]  # a-c: sex differs; zz unknown
     dice = clustering.first_name_dice(edges, nodes)
     assert dice.iloc[2] == 1.0 and np.isnan(dice.iloc[1]) and np.isnan(dice.iloc[4])
-    assert dice.iloc[0] == pytest.approx(2 * 1 / (512 + 1))
+    assert dice.iloc[0] == 0.0  # all but one bit differ: Hamming similarity floored at 0
     twin = clustering.twin_signature(edges, nodes, clustering.TWIN_DICE_DROP).tolist()
     assert twin == [True, False, False, True, False]
     clusters = clustering.guarded_clusters(nodes, edges, 0.95)

@@ -65,8 +65,8 @@ def test_queue_band_order_and_evidence(reviewed):
     # evidence holds level labels only: no token, Bloom filter or long hex string
     with connect(s) as con:
         values = set()
-        for col in ("first_name_token", "surname_token", "dob_token", "nhs_token",
-                    "first_name_bf", "postcode_token"):  # fmt: skip
+        for col in ("first_name_bf", "surname_bf", "dob_token", "nhs_token",
+                    "postcode_token"):  # fmt: skip
             values |= {v[0] for v in con.execute(f"SELECT {col} FROM staging.people").fetchall()}
     blob = " ".join(q["evidence"]) + " ".join(q["evidence_json"])
     assert not re.search(r"[0-9a-f]{16,}", blob)
@@ -148,8 +148,7 @@ def _nodes(ids, sex=None, nhs=None):
     return pd.DataFrame({
         "unique_id": ids, "nhs_token": nhs or [None] * n, "upn_token": [None] * n,
         "sex": sex or ["F"] * n, "first_name_bf": [None] * n,
-        "first_name_soundex_token": [None] * n, "dob_token": [f"d{i}" for i in range(n)],
-        "first_name_token": [f"f{i}" for i in range(n)], "surname_token": ["s"] * n,
+        "dob_token": [f"d{i}" for i in range(n)], "surname_bf": ["s"] * n,
         "postcode_sector": [None] * n,
     })  # fmt: skip
 

@@ -40,15 +40,15 @@ def test_every_candidate_rule_translates_to_plain_columns():
 def test_translation_examples():
     assert plain.translate_rules(
         [
-            "l.dob_token = r.dob_token AND l.surname_soundex_token = r.surname_soundex_token",
+            "l.dob_token = r.dob_token AND l.surname_bf = r.surname_bf",
             "l.dob_swap_token = r.dob_token",
             "l.nhs_token = r.nhs_token",
             'l."upn_token" = r."upn_token"',
-            "l.postcode_token = r.postcode_token AND l.first_name_token = r.first_name_token",
+            "l.postcode_token = r.postcode_token AND l.first_name_bf = r.first_name_bf",
             "l.postcode_sector = r.postcode_sector AND l.sex = r.sex",
         ]
     ) == [
-        "l.dob = r.dob AND l.surname_soundex = r.surname_soundex",
+        "l.dob = r.dob AND l.surname = r.surname",
         "l.dob_swap = r.dob",
         "l.nhs_number = r.nhs_number",
         "l.upn = r.upn",
@@ -62,7 +62,7 @@ def test_translation_examples():
     [
         "l.birth_month_index = r.birth_month_index",
         "l.agency = r.agency",
-        "l.dob_token = r.dob_token AND l.first_name_bf = r.first_name_bf",
+        "l.dob_token = r.dob_token AND l.first_name_nhs_bf = r.first_name_nhs_bf",
         "l.unknown_token = r.unknown_token",
         "dob_token = dob_token",
     ],

@@ -1,10 +1,13 @@
-"""Pseudonymiser and encodings: keys, tokens, Bloom filters, row order, no identifiers out."""
+"""Pseudonymiser and encodings (contract v2): per-field keys, tokens, salted diffused name
+filters, row order, no identifiers out."""
 
 from __future__ import annotations
 
+import hmac
 import os
 import stat
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,13 +69,71 @@ def test_short_key_refused(tmp_path):
         keys.load_key(bad)
 
 
-def test_tokens_keyed_and_field_prefixed():
-    k1, k2 = b"1" * 32, b"2" * 32
-    assert enc.token(k1, "surname", "SMITH") == enc.token(k1, "surname", "SMITH")
-    assert enc.token(k1, "surname", "SMITH") != enc.token(k2, "surname", "SMITH")
-    assert enc.token(k1, "surname", "SMITH") != enc.token(k1, "first_name", "SMITH")
-    assert len(enc.token(k1, "surname", "SMITH")) == contract.TOKEN_HEX_LENGTH
-    assert enc.token(k1, "surname", "") == ""
+def test_per_field_keys_differ_and_tokens_are_keyed():
+    key = b"1" * 32
+    fkeys = {label: enc.field_key(key, label) for label in enc.FIELD_LABELS}
+    assert len(set(fkeys.values())) == len(enc.FIELD_LABELS)  # one key per field
+    assert all(len(k) == 32 and k != key for k in fkeys.values())
+    assert enc.field_key(b"2" * 32, "dob") != fkeys["dob"]
+    e1, e2 = enc.Encoder(key), enc.Encoder(b"2" * 32)
+    assert e1.token("postcode", "JU47QB") == enc.token(fkeys["postcode"], "JU47QB")
+    assert e1.token("postcode", "JU47QB") != e2.token("postcode", "JU47QB")  # keyed
+    assert e1.token("nhs", "9434765919") != e1.token("upn", "9434765919")  # per field
+    assert len(e1.token("dob", "2014-03-07")) == contract.TOKEN_HEX_LENGTH
+    assert e1.token("dob", "") == ""
+    # the token is HMAC-SHA256 under the field key, nothing else (agencies reimplement this)
+    assert enc.token(fkeys["dob"], "2014-03-07") == hmac.digest(
+        fkeys["dob"], b"2014-03-07", "sha256").hex()[:32]  # fmt: skip
+
+
+def test_no_double_hash_spacing():
+    """Each bigram's positions are drawn independently: never an arithmetic progression mod the
+    filter length (the v1 double-hashing pattern), and different bigrams do not share a step."""
+    e = enc.Encoder(b"k" * 32)
+    key = e._keys["surname_bf"]
+    for gram in ("_S", "SM", "MI", "IT", "TH", "H_", "AN", "N_", "_J", "ON"):
+        pos = enc.positions(key, f"2014-03-07|{gram}", enc.NAME_HASHES)
+        steps = {(b - a) % contract.BLOOM_BITS for a, b in zip(pos, pos[1:], strict=False)}
+        assert len(steps) > 1, gram
+    # v1 for contrast: one fixed step per bigram
+    v1 = enc.EncoderV1(b"k" * 32)._bigram_int("SM")
+    assert bin(v1).count("1") <= enc.V1_BLOOM_HASHES
+
+
+def test_filters_salted_by_dob():
+    e = enc.Encoder(b"k" * 32)
+    salt = enc.name_salt("2014-03-07")
+    assert salt == enc.name_salt("2014-07-03")  # a day/month swap keeps the salt
+    assert enc.name_salt("2012-02-30") == "" and enc.name_salt("") == ""
+    a = e.bloom("surname_bf", "SMITH", salt)
+    assert a == e.bloom("surname_bf", "SMITH", salt)  # same salt: same filter
+    assert a != e.bloom("surname_bf", "SMITH", enc.name_salt("2014-03-08"))
+    assert a != e.bloom("first_name_bf", "SMITH", salt)  # per-field key
+    assert e.bloom("surname_bf", "SMITH", "") == "" and e.bloom("surname_bf", "", salt) == ""
+    # under different salts the same name is as unrelated as two different names
+    other = e.bloom("surname_bf", "SMITH", enc.name_salt("2011-05-20"))
+    assert enc.hamming_similarity(a, other) < 0.35
+    assert enc.nhs_salt("943 476 5919") == "nhs:9434765919" and enc.nhs_salt("") == ""
+
+
+def test_filter_similarity_close_high_unrelated_low():
+    e = enc.Encoder(b"k" * 32)
+    salt = enc.name_salt("2012-11-11")
+
+    def sim(a: str, b: str, field: str = "first_name_bf") -> float:
+        return enc.hamming_similarity(e.bloom(field, a, salt), e.bloom(field, b, salt))
+
+    bf = e.bloom("first_name_bf", "JONATHAN", salt)
+    assert len(bf) == contract.BLOOM_HEX_LENGTH and bf == bf.lower()
+    assert sim("JONATHAN", "JONATHAN") == 1.0
+    assert sim("JONATHAN", "JONATHON") > 0.55
+    assert sim("SMITH", "SMYTH", "surname_bf") > 0.45
+    assert sim("JONATHAN", "MARY") < 0.35
+    assert sim("SMITH", "WILLIAMS", "surname_bf") < 0.35
+    bits = enc.hex_to_bits(bf)  # diffused: not the sparse raw filter
+    assert 0.2 < bits.mean() < 0.6 and not np.array_equal(
+        bits, e.raw_bits("first_name_bf", "JONATHAN", salt))  # fmt: skip
+    assert enc.Encoder(b"j" * 32).bloom("first_name_bf", "JONATHAN", salt) != bf  # keyed
 
 
 def test_normalisation():
@@ -88,18 +149,6 @@ def test_normalisation():
     assert [enc.soundex(n) for n in ("Robert", "Rupert", "Ashcraft", "Tymczak")] == [
         "R163", "R163", "A261", "T522",
     ]  # fmt: skip
-
-
-def test_bloom_dice_similar_high_different_low():
-    e = enc.Encoder(b"k" * 32)
-    bf = e.bloom("JONATHAN")
-    assert len(bf) == contract.BLOOM_HEX_LENGTH and bf == bf.lower()
-    assert enc.dice(bf, e.bloom("JONATHON")) > 0.8
-    assert enc.dice(e.bloom("SMITH"), e.bloom("SMYTH")) > 0.6
-    assert enc.dice(bf, e.bloom("MARY")) < 0.3
-    assert enc.dice(e.bloom("SMITH"), e.bloom("WILLIAMS")) < 0.3
-    assert e.bloom("") == ""
-    assert enc.Encoder(b"j" * 32).bloom("JONATHAN") != bf  # keyed
 
 
 def test_pseudonymise_files(settings):
@@ -118,7 +167,7 @@ def test_pseudonymise_files(settings):
     assert (people["agency"] == "health").all()
     # row order: row n in is row n out
     assert list(people["sex"]) == list(raw_people["sex"])
-    assert list(people["ethnicity"]) == list(raw_people["ethnicity"])
+    assert "ethnicity" not in people  # v2: not in the people file
     assert list(events["event_date"]) == list(raw_events["event_date"])
     # events point at their person's record token
     by_source = dict(zip(raw_people["source_id"], people["record_token"], strict=True))
@@ -127,7 +176,12 @@ def test_pseudonymise_files(settings):
     row = people.iloc[0]
     assert row["birth_year_month"] == "2014-03" and row["postcode_sector"] == "JU4 7"
     assert row["dob_swap_token"] and people.iloc[1]["dob_swap_token"] == ""  # 11-11
-    assert people.iloc[2]["first_name_token"] == "" and people.iloc[2]["first_name_bf"] == ""
+    assert people.iloc[2]["first_name_bf"] == "" and people.iloc[2]["surname_nhs_bf"] == ""
+    assert people.iloc[3]["first_name_bf"] == ""  # invalid dob: no salt, no filter
+    assert people.iloc[0]["first_name_nhs_bf"] and people.iloc[3]["first_name_nhs_bf"] == ""
+    for col in contract.BLOOM_COLUMNS:
+        vals = people[col][people[col] != ""]
+        assert vals.str.fullmatch(f"[0-9a-f]{{{contract.BLOOM_HEX_LENGTH}}}").all(), col
     assert people.iloc[2]["sex"] == "X"  # invalid values are left for validation to catch
     # normalisation: same postcode written two ways gives the same token
     assert people.iloc[1]["postcode_token"] == people.iloc[3]["postcode_token"]

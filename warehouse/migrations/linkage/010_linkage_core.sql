@@ -3,6 +3,7 @@
 CREATE TABLE IF NOT EXISTS raw.people (
     load_id VARCHAR NOT NULL, row_number BIGINT NOT NULL,
     agency VARCHAR, record_token VARCHAR, first_name_bf VARCHAR, surname_bf VARCHAR,
+    first_name_nhs_bf VARCHAR, surname_nhs_bf VARCHAR,
     dob_token VARCHAR, dob_swap_token VARCHAR, birth_year_month VARCHAR, sex VARCHAR,
     postcode_token VARCHAR, postcode_sector VARCHAR, nhs_token VARCHAR, upn_token VARCHAR,
     extract_date VARCHAR,
@@ -11,7 +12,8 @@ CREATE TABLE IF NOT EXISTS raw.people (
 CREATE TABLE IF NOT EXISTS staging.people (
     load_id VARCHAR NOT NULL, row_number BIGINT NOT NULL,
     agency VARCHAR NOT NULL, record_token VARCHAR NOT NULL, first_name_bf VARCHAR,
-    surname_bf VARCHAR, dob_token VARCHAR, dob_swap_token VARCHAR, birth_year_month VARCHAR,
+    surname_bf VARCHAR, first_name_nhs_bf VARCHAR, surname_nhs_bf VARCHAR, dob_token VARCHAR,
+    dob_swap_token VARCHAR, birth_year_month VARCHAR,
     sex VARCHAR, postcode_token VARCHAR, postcode_sector VARCHAR, nhs_token VARCHAR,
     upn_token VARCHAR, extract_date DATE,
     PRIMARY KEY (load_id, row_number)
