@@ -2,7 +2,7 @@
 
 For each size (source people records; ~2.46 records per synthetic child) the bench makes a
 synthetic county with the project's own `synth` stage and pseudonymises its people files with a
-throwaway key (`linkage.pseudonymise.encode_people`), all OUTSIDE the timed region and cached
+throwaway key (`pseudonymiser.pseudonymise.encode_people`), all OUTSIDE the timed region and cached
 under `var/bench/enc<version>/<records>/` (git-ignored).  Then each path runs in its own subprocess, so peak
 memory (max RSS from os.wait4) is that path's alone:
 
@@ -64,8 +64,8 @@ def prepare_data(records: int, seed: int) -> Path:
     done = d / "people.parquet"
     if done.is_file():
         return d
-    from linkage import encoding, keys, pseudonymise
     from linkage.truth import twins
+    from pseudonymiser import encoding, keys, pseudonymise
     from synth import generate
 
     settings = Settings.from_env(d / "home")

@@ -43,10 +43,10 @@ STAGES: dict[str, Stage] = {
             "agency",
             "generate a synthetic county (raw extracts + truth)",
         ),
-        Stage("keygen", "linkage.keys:run", "agency", "make the local demo pseudonymisation key"),
+        Stage("keygen", "joinedup.agency_stages:keygen", "agency", "make the local demo pseudonymisation key"),
         Stage(
             "pseudonymise",
-            "linkage.pseudonymise:run",
+            "joinedup.agency_stages:pseudonymise",
             "agency",
             "raw extracts -> pseudonymised landing files",
         ),

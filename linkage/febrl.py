@@ -17,7 +17,7 @@ Mapping (FEBRL -> raw contract column):
   birth year-month), anything else passed through as given;
 * postcode (4-digit Australian) -> postcode; it is not a UK postcode, so neither path gets a
   sector or district from it, only exact agreement;
-* soc_sec_id -> nhs_number: the strong person identifier of the scheme.  `linkage.encoding`
+* soc_sec_id -> nhs_number: the strong person identifier of the scheme.  `pseudonymiser.encoding`
   only strips non-digits from NHS numbers (no check digit is applied), so the 7-digit ids are
   kept whole; corrupted duplicates may carry a different id, which our path's clustering guard
   treats as a conflict (plain Splink has no guard), and the plain path uses the same column;

@@ -5,7 +5,7 @@ format plus a truth column) or a FEBRL data set (`linkage.febrl`), then, each in
 `multiprocessing` "spawn" child so wall time and peak memory (`ru_maxrss`) are measured
 separately:
 
-* **ours**: a throwaway key in a temp dir, the agency-side `linkage.pseudonymise.run` on the raw
+* **ours**: a throwaway key in a temp dir, the agency-side `pseudonymiser.pseudonymise.pseudonymise_files` on the raw
   files, then exactly what stage `link` does: `linkage.link.score` (Splink on the encodings) and
   `linkage.clustering.guarded_clusters` at the threshold.  Staging is skipped: every record is
   linked, none is quarantined;
@@ -168,8 +168,9 @@ def run_ours(
 ) -> tuple[list[str], dict]:
     """Our path on [(agency, raw rows)]: pseudonymise with a throwaway key, score, cluster.
     Returns (cluster id per input row, in order, and figures)."""
-    from joinedup.config import Settings
-    from linkage import clustering, keys, link, pseudonymise
+    from linkage import clustering, link
+    from pseudonymiser import keys
+    from pseudonymiser.pseudonymise import pseudonymise_files
 
     _quiet()
     started = time.perf_counter()
@@ -184,9 +185,7 @@ def run_ours(
                 source / contract.file_name(agency, "people"), index=False
             )
         key_file = keys.generate_key(home / "throwaway.key")
-        pseudonymise.run(
-            Settings(home=home), key_file=key_file, source=source, dest=dest, dest_linkage=dest
-        )
+        pseudonymise_files(key_file, source, dest=dest, dest_linkage=dest)
         people = pd.concat(
             [
                 pd.read_csv(

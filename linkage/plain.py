@@ -6,7 +6,7 @@ agency side) -> clusters, with Splink 5's own comparison library on the SAME fie
 `linkage.model.train` (random-match probability from deterministic rules, u by random sampling,
 EM on dob / names / postcode), blocking rules equivalent to `linkage.model.prediction_rules` but
 on clear values, and Splink's connected components at the same threshold (no twin guard: this is
-plain Splink).  Normalisation of names, postcodes and ids reuses `linkage.encoding`, so both
+plain Splink).  Normalisation of names, postcodes and ids reuses `pseudonymiser.encoding`, so both
 paths see the same cleaned values; only the encoding differs.
 
 Comparisons (levels in order):
@@ -15,7 +15,7 @@ Comparisons (levels in order):
   Jaro-Winkler >= 0.92, >= 0.88, >= 0.7, else);
 * dob: `DateOfBirthComparison` on the ISO string (exact, Levenshtein <= 1, within 1 month,
   1 year, 10 years, else; an invalid date can still match exactly);
-* postcode: exact, same sector, same district (sector and district as `linkage.encoding`
+* postcode: exact, same sector, same district (sector and district as `pseudonymiser.encoding`
   derives them, so non-UK postcodes never match on an empty sector), else;
 * NHS number, UPN, sex: `ExactMatch` (sex other than M/F is null).
 
@@ -23,8 +23,8 @@ Blocking: by default the fixed loose rules of `prediction_rules()`; `run_plain(r
 takes any rules on plain's columns instead, and `translate_rules` maps our token-column rules
 (e.g. the ones `linkage.model.build_linker` chose) to plain's columns, so both paths can score
 exactly the same pairs (the benchmark's like-for-like comparison).  Token equality is equality of
-the normalised values (`linkage.pseudonymise.encode_people` tokenises what `prepare_plain`
-keeps clear, with the same `linkage.encoding` normalisers).
+the normalised values (`pseudonymiser.pseudonymise.encode_people` tokenises what `prepare_plain`
+keeps clear, with the same `pseudonymiser.encoding` normalisers).
 
 Runs in its own in-memory DuckDB.  Never logs or prints identifiers; figures are counts and
 seconds only.
@@ -46,8 +46,8 @@ from splink import comparison_level_library as cll
 from splink import comparison_library as cl
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-from linkage import encoding as enc
 from linkage import model
+from pseudonymiser import encoding as enc
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from linkage import encoding as enc
+from pseudonymiser import encoding as enc
 from synth.names import load_names
 
 Guesses = pd.Series  # per record: a normalised name, or None

@@ -1,8 +1,8 @@
 """The attacked data: a synthetic county's people records, encoded with contract v1 and v2.
 
 Owns `make_county` (synth -> raw people records of every agency, in a temp dir), `encode_v1`
-(the retired v1 people columns, from `linkage.encoding.EncoderV1`), `encode_v2` (the agency-side
-`linkage.pseudonymise.encode_people`) and `attack_key` (a deterministic throwaway scheme key per
+(the retired v1 people columns, from `pseudonymiser.encoding.EncoderV1`), `encode_v2` (the agency-side
+`pseudonymiser.pseudonymise.encode_people`) and `attack_key` (a deterministic throwaway scheme key per
 seed, so figures are reproducible).  Evaluation only.
 """
 
@@ -17,8 +17,8 @@ import pandas as pd
 
 from joinedup import contract
 from joinedup.config import Settings
-from linkage import encoding as enc
-from linkage import pseudonymise
+from pseudonymiser import encoding as enc
+from pseudonymiser import pseudonymise
 
 #: v1 (retired) people columns, as the attack on v1 sees them
 V1_COLUMNS: tuple[str, ...] = (

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from joinedup import contract
-from linkage import clustering, evaluate, keys, link, pseudonymise
+from joinedup import agency_stages, contract
+from linkage import clustering, evaluate, link
 from warehouse import assemble
 from warehouse.db import connect
 
@@ -178,8 +178,8 @@ def build(settings, source: str) -> None:
         generate.run(settings, children=800, seed=11)
     else:
         make_county(settings, n=400)
-    keys.run(settings)
-    pseudonymise.run(settings)
+    agency_stages.keygen(settings)
+    agency_stages.pseudonymise(settings)
     stage_landing(settings)
 
 
@@ -296,8 +296,7 @@ def test_guard_reclusters_chained_twins():
     nodes = pd.DataFrame({
         "unique_id": ["a", "b", "c"], "nhs_token": ["n1", None, "n2"],
         "upn_token": [None, None, None], "sex": ["F", None, "F"], "first_name_bf": [None] * 3,
-        "first_name_soundex_token": [None] * 3, "dob_token": ["d", "d", "d"],
-        "first_name_token": ["f1", "f2", "f3"], "surname_token": ["s"] * 3,
+        "dob_token": ["d", "d", "d"], "surname_bf": ["s"] * 3,
         "postcode_sector": [None] * 3,
     })  # fmt: skip
     edges = pd.DataFrame({"unique_id_l": ["a", "b"], "unique_id_r": ["b", "c"],
@@ -318,9 +317,9 @@ def test_evaluate_counts_pairs():
 def test_identity_edge_overrides_nhs_typo_but_not_twins():
     nodes = pd.DataFrame({
         "unique_id": ["a", "b", "c"], "nhs_token": ["n1", "n1x", "n2"],
-        "upn_token": [None] * 3, "sex": ["F", "F", "F"], "first_name_bf": [None] * 3,
-        "first_name_soundex_token": ["s1", "s1", "s2"], "dob_token": ["d"] * 3,
-        "first_name_token": ["f1", "f1", "f2"], "surname_token": ["s"] * 3,
+        "upn_token": [None] * 3, "sex": ["F", "F", "F"],
+        "first_name_bf": ["f" * contract.BLOOM_HEX_LENGTH] * 2 + ["0" * contract.BLOOM_HEX_LENGTH],
+        "dob_token": ["d"] * 3, "surname_bf": ["s"] * 3,
         "postcode_sector": ["JU1 2", None, "JU1 2"],
     })  # fmt: skip
     edges = pd.DataFrame({"unique_id_l": ["a", "a"], "unique_id_r": ["b", "c"],

@@ -133,7 +133,7 @@ def test_hamming_words_match_python_similarity():
     XOR operator, so Spark SQL runs the same text) equal the Python count on the hex filters."""
     import duckdb
 
-    from linkage.encoding import hamming_similarity
+    from pseudonymiser.encoding import hamming_similarity
 
     rng = np.random.default_rng(5)
     hexes = [bytes(rng.integers(0, 256, HEX // 2, dtype=np.uint8)).hex() for _ in range(30)]

@@ -11,7 +11,8 @@ import pytest
 from splink import DuckDBAPI
 
 from joinedup import contract
-from linkage import encoding, model, plain, pseudonymise
+from linkage import model, plain
+from pseudonymiser import encoding, pseudonymise
 from tests.test_linkage import make_county
 
 _REF = re.compile(r"\b[lr]\.([A-Za-z_][A-Za-z0-9_]*)")

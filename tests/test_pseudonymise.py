@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from joinedup import contract
-from linkage import encoding as enc
-from linkage import keys, pseudonymise
-from linkage.errors import KeyFileError, LinkageError, PseudonymiseError
+from joinedup import agency_stages
+from pseudonymiser import contract, keys
+from pseudonymiser import encoding as enc
+from pseudonymiser.errors import KeyFileError, PseudonymiseError, PseudonymiserError
 
 RAW_PEOPLE = [
     # source_id, first, surname, dob, sex, postcode, ethnicity, nhs, upn
@@ -45,18 +45,19 @@ def write_raw(settings, rows=RAW_PEOPLE, agency="health"):
 def test_refuses_without_key(settings):
     write_raw(settings)
     with pytest.raises(KeyFileError, match="not found"):
-        pseudonymise.run(settings)
+        agency_stages.pseudonymise(settings)
     assert not any(settings.landing_dir.glob("*.csv"))
-    assert issubclass(KeyFileError, LinkageError)
+    assert not any(settings.for_unit("linkage").landing_dir.glob("*.csv"))
+    assert issubclass(KeyFileError, PseudonymiserError) and issubclass(KeyFileError, ValueError)
 
 
 def test_keygen_never_overwrites(settings):
-    first = keys.run(settings)
+    first = agency_stages.keygen(settings)
     assert first["created"] is True
     text = settings.key_file.read_text()
     assert stat.S_IMODE(os.stat(settings.key_file).st_mode) == 0o600
     assert len(keys.load_key(settings.key_file)) == keys.KEY_BYTES
-    assert keys.run(settings)["created"] is False
+    assert agency_stages.keygen(settings)["created"] is False
     assert settings.key_file.read_text() == text
     with pytest.raises(KeyFileError, match="already exists"):
         keys.generate_key(settings.key_file)
@@ -152,23 +153,37 @@ def test_normalisation():
 
 
 def test_pseudonymise_files(settings):
-    keys.run(settings)
+    agency_stages.keygen(settings)
     raw_people, raw_events = write_raw(settings)
     (settings.agency_dir / "notes.txt").write_text("not a contract file")
-    figures = pseudonymise.run(settings)
-    assert figures["files"] == 2 and figures["rows"] == len(raw_people) + len(raw_events)
-    people = pd.read_csv(settings.landing_dir / "health_people.csv", dtype=str,
-                         keep_default_na=False)  # fmt: skip
+    figures = agency_stages.pseudonymise(settings)
+    # three files: people (encodings) to the linkage unit, attributes and events to the hub
+    assert figures["files"] == 3
+    assert figures["rows"] == 2 * len(raw_people) + len(raw_events)
+    lu = settings.for_unit("linkage").landing_dir
+    assert sorted(p.name for p in lu.glob("*.csv")) == ["health_people.csv"]
+    assert sorted(p.name for p in settings.landing_dir.glob("*.csv")) == [
+        "health_attributes.csv", "health_events.csv",
+    ]  # fmt: skip
+    people = pd.read_csv(lu / "health_people.csv", dtype=str, keep_default_na=False)
+    attrs = pd.read_csv(settings.landing_dir / "health_attributes.csv", dtype=str,
+                        keep_default_na=False)  # fmt: skip
     events = pd.read_csv(settings.landing_dir / "health_events.csv", dtype=str,
                          keep_default_na=False)  # fmt: skip
     assert tuple(people.columns) == contract.PEOPLE_COLUMNS
+    assert tuple(attrs.columns) == contract.ATTRIBUTE_COLUMNS
     assert tuple(events.columns) == contract.EVENT_COLUMNS
-    assert len(people) == len(raw_people) and len(events) == len(raw_events)
+    assert len(people) == len(attrs) == len(raw_people) and len(events) == len(raw_events)
     assert (people["agency"] == "health").all()
-    # row order: row n in is row n out
-    assert list(people["sex"]) == list(raw_people["sex"])
-    assert "ethnicity" not in people  # v2: not in the people file
-    assert list(events["event_date"]) == list(raw_events["event_date"])
+    # row order: row n in is row n out, in both files made from the people extract
+    assert list(people["sex"]) == list(raw_people["sex"]) == list(attrs["sex"])
+    assert list(attrs["record_token"]) == list(people["record_token"])
+    assert "ethnicity" not in people  # v2: not in the linkage unit's file
+    assert list(attrs["ethnicity"]) == list(raw_people["ethnicity"])
+    # the hub gets the birth year only, events by month
+    assert list(attrs["birth_year"]) == ["2014", "2012", "", ""]
+    assert list(events["event_month"]) == [d[:7] for d in raw_events["event_date"]]
+    assert not set(contract.IDENTIFIER_ENCODING_COLUMNS) & (set(attrs.columns) | set(events.columns))
     # events point at their person's record token
     by_source = dict(zip(raw_people["source_id"], people["record_token"], strict=True))
     assert list(events["record_token"]) == [by_source[s] for s in raw_events["source_id"]]
@@ -191,10 +206,11 @@ def test_pseudonymise_files(settings):
 
 
 def test_no_raw_identifier_in_output(settings):
-    keys.run(settings)
+    agency_stages.keygen(settings)
     raw_people, raw_events = write_raw(settings)
-    pseudonymise.run(settings)
-    text = "".join(p.read_text() for p in settings.landing_dir.glob("*.csv")).upper()
+    agency_stages.pseudonymise(settings)
+    landing = [settings.landing_dir, settings.for_unit("linkage").landing_dir]
+    text = "".join(p.read_text() for d in landing for p in d.glob("*.csv")).upper()
     for col in contract.RAW_IDENTIFIER_COLUMNS:
         source = raw_people if col in raw_people else raw_events
         for value in source[col]:
@@ -215,21 +231,67 @@ def test_no_raw_identifier_in_output(settings):
 
 
 def test_refuses_header_without_contract_column(settings):
-    keys.run(settings)
+    agency_stages.keygen(settings)
     write_raw(settings)
     path = settings.agency_dir / "health_people.csv"
     df = pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns=["upn"])
     df.to_csv(path, index=False)
     with pytest.raises(PseudonymiseError, match=r"health_people\.csv.*'upn'"):
-        pseudonymise.run(settings)
+        agency_stages.pseudonymise(settings)
 
 
 def test_source_and_dest_options(settings, tmp_path):
-    keys.run(settings)
+    agency_stages.keygen(settings)
     write_raw(settings, agency="police")
-    dest = tmp_path / "out"
-    figures = pseudonymise.run(settings, key_file=settings.key_file,
-                               source=settings.agency_dir, dest=dest)  # fmt: skip
-    assert sorted(p.name for p in dest.iterdir()) == ["police_events.csv", "police_people.csv"]
-    assert figures["files"] == 2
-    assert not list(dest.glob(".*tmp"))
+    dest, dest_lu = tmp_path / "hub", tmp_path / "lu"
+    figures = agency_stages.pseudonymise(settings, key_file=settings.key_file,
+                                         source=settings.agency_dir, dest=dest,
+                                         dest_linkage=dest_lu)  # fmt: skip
+    assert sorted(p.name for p in dest.iterdir()) == ["police_attributes.csv", "police_events.csv"]
+    assert sorted(p.name for p in dest_lu.iterdir()) == ["police_people.csv"]
+    assert figures["files"] == 3
+    assert not list(dest.glob(".*tmp")) and not list(dest_lu.glob(".*tmp"))
+
+
+def test_agency_command_and_ward_lookup(tmp_path):
+    from pseudonymiser import cli
+
+    key = tmp_path / "scheme.key"
+    assert cli.main(["keygen", "--key-file", str(key)]) == 0
+    assert cli.main(["keygen", "--key-file", str(key)]) == 2  # never overwrites
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pd.DataFrame([(*r, "2026-10-01") for r in RAW_PEOPLE],
+                 columns=list(contract.RAW_PEOPLE_COLUMNS)).to_csv(raw / "csc_people.csv",
+                                                                   index=False)  # fmt: skip
+    areas = tmp_path / "areas.csv"
+    areas.write_text("postcode_sector,ward_code,ward_name,imd_decile\nJU4 7,W900004,Ward,3\n")
+    code = cli.main(["run", "--key-file", str(key), "--source", str(raw), "--to-hub",
+                     str(tmp_path / "hub"), "--to-linkage-unit", str(tmp_path / "lu"),
+                     "--areas", str(areas)])  # fmt: skip
+    assert code == 0
+    attrs = pd.read_csv(tmp_path / "hub" / "csc_attributes.csv", dtype=str, keep_default_na=False)
+    assert list(attrs["ward_code"]) == ["W900004", "", "", ""]  # JU4 7QB is in ward W900004
+    assert (tmp_path / "lu" / "csc_people.csv").exists()
+    missing = cli.main(["run", "--key-file", str(tmp_path / "nope.key"), "--source", str(raw),
+                        "--to-hub", str(tmp_path / "h2"), "--to-linkage-unit", str(tmp_path / "l2")])  # fmt: skip
+    assert missing == 2
+
+
+def test_the_pseudonymiser_runs_without_the_hubs_code(tmp_path):
+    """Agencies install the pseudonymiser alone: importing and running it loads no module of the
+    hub, the linkage unit or synth."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys; import pseudonymiser.cli, pseudonymiser.pseudonymise;"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'joinedup', 'linkage', "
+        "'warehouse', 'expectations', 'models', 'synth', 'dashboard', 'splink', 'duckdb'});"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    assert out.stdout.strip() == ""

@@ -31,7 +31,7 @@ import pandas as pd
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from joinedup.contract import BLOOM_BITS, TOKEN_HEX_LENGTH
+from pseudonymiser.contract import BLOOM_BITS, TOKEN_HEX_LENGTH
 
 #: v1 (retired): bits and hash functions (double hashing) per bigram
 V1_BLOOM_BITS = 512

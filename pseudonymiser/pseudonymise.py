@@ -11,7 +11,7 @@ postcode-sector lookup (`areas`, the reference `areas.csv`); a postcode not in i
 ward.  Clear values that cannot be coarsened pass through unchanged (the receiving unit never
 stores a value without its column's shape, and quarantines the row).  Never prints or logs
 identifiers, tokens or the key; figures are counts and timings only.  Encodings are v2
-(`linkage.encoding.Encoder`, docs/data-contract.md §4).
+(`pseudonymiser.encoding.Encoder`, docs/data-contract.md §4).
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from joinedup import contract
-from joinedup.config import Settings
-from linkage import encoding as enc
-from linkage.errors import PseudonymiseError
-from linkage.keys import load_key
+from pseudonymiser import contract
+from pseudonymiser import encoding as enc
+from pseudonymiser.errors import PseudonymiseError
+from pseudonymiser.keys import load_key
 
 
 def _read_raw(path: Path, kind: str) -> pd.DataFrame:
@@ -142,25 +141,22 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def run(
-    settings: Settings,
-    key_file: str | Path | None = None,
-    source: str | Path | None = None,
-    dest: str | Path | None = None,
-    dest_linkage: str | Path | None = None,
+def pseudonymise_files(
+    key_file: str | Path,
+    source: str | Path,
+    dest: str | Path,
+    dest_linkage: str | Path,
     areas: str | Path | None = None,
-    **options: object,
 ) -> dict:
-    """Stage `pseudonymise`: every raw file in `source` -> the hub's files in `dest` and the
-    linkage unit's in `dest_linkage`. Figures only, no values."""
+    """Every raw file in `source` -> the hub's files in `dest` and the linkage unit's in
+    `dest_linkage` (the folders the agency sends to each recipient). `areas`: the public
+    postcode-sector -> ward lookup CSV. Figures only, no values."""
     started = time.perf_counter()
-    key = load_key(key_file or settings.key_file)
-    source = Path(source or settings.agency_dir)
-    dest = Path(dest or settings.for_unit("hub").landing_dir)
-    dest_linkage = Path(dest_linkage or settings.for_unit("linkage").landing_dir)
+    key = load_key(key_file)
+    source, dest, dest_linkage = Path(source), Path(dest), Path(dest_linkage)
     if not source.is_dir():
         raise PseudonymiseError(f"source folder {source} not found")
-    wards = read_wards(Path(areas) if areas else settings.reference_dir / "areas.csv")
+    wards = read_wards(Path(areas) if areas else None)
     encoder = enc.Encoder(key)
     files: dict[str, dict] = {}
     for agency in contract.AGENCIES:

@@ -10,8 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from joinedup.config import Settings
-from linkage.errors import KeyFileError
+from pseudonymiser.errors import KeyFileError
 
 KEY_BYTES = 32
 #: a key shorter than this (after hex decoding) is refused
@@ -45,14 +44,3 @@ def load_key(path: str | Path) -> bytes:
     if len(key) < MIN_KEY_BYTES:
         raise KeyFileError(f"key file {path} is too short (need at least {MIN_KEY_BYTES} bytes)")
     return key
-
-
-def run(settings: Settings, **options: object) -> dict:
-    """Stage `keygen`: make `settings.key_file` if absent; never overwrites or prints the key."""
-    path = settings.key_file
-    created = False
-    if not path.exists():
-        generate_key(path)
-        created = True
-    load_key(path)  # fails loudly if an existing file is unusable
-    return {"key_file": str(path), "created": created}
