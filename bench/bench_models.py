@@ -36,7 +36,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PREP = ("synth", "keygen", "pseudonymise", "ingest", "validate", "link")
+PREP = (
+    "synth",
+    "keygen",
+    "pseudonymise",
+    "link_ingest",
+    "link_validate",
+    "link",
+    "ingest",
+    "validate",
+    "assemble",
+)
 # the child process: a Settings whose registry and outputs are the bench's own folder
 _CHILD = """
 import json, sys

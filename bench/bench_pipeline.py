@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from joinedup.stages import HUB_STAGES  # noqa: E402
+from joinedup.stages import PIPELINE_STAGES  # noqa: E402
 
-STAGES = ("synth", "keygen", "pseudonymise", *HUB_STAGES)
+STAGES = ("synth", "keygen", "pseudonymise", *PIPELINE_STAGES)
 _CHILD = (
     "import json, sys; from joinedup.config import Settings; from joinedup.stages import run_stage; "
     "name, home, opts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]); "
