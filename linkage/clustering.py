@@ -45,7 +45,7 @@ NAME_COLUMNS: tuple[str, ...] = (
 #: an edge between records with the same dob and surname but first names this dissimilar (the
 #: filters' Hamming similarity, `linkage.encoding.hamming_similarity`; unrelated names score
 #: ~0.17 on average) and no shared NHS/UPN token is dropped: the typical twin pair
-TWIN_DICE_DROP = 0.2
+TWIN_DICE_DROP = 0.35
 #: inside a component that must be re-clustered, edges whose first names differ this much are
 #: considered last (their match weight is lowered by TWIN_WEIGHT_PENALTY)
 TWIN_DICE_PENALTY = 0.5
