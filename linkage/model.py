@@ -33,6 +33,7 @@ from splink.blocking_analysis import count_comparisons_from_blocking_rules
 from splink.internals.charts import CumulativeBlockingRuleComparisonsGeneratedChart
 
 from joinedup import contract
+from linkage import name_weights
 
 log = logging.getLogger(__name__)
 
@@ -233,140 +234,6 @@ def name_u_probabilities(df: pd.DataFrame) -> dict[str, list[float]] | None:
         counts = np.bincount(levels, minlength=len(NAME_BANDS) + 2) + 1.0
         out[col] = list(counts / counts.sum())
     return out
-
-
-#: the comparisons whose u-probabilities the dob-block EM probe estimates
-NAME_COMPARISONS: tuple[str, ...] = ("first_name", "surname")
-
-
-def _fix_other_u(probe: Linker, linker: Linker, fill_unseen: bool) -> None:
-    """Give the probe the main linker's random-sampling u for every comparison but the names,
-    fixed: EM with u free would otherwise re-estimate them within the dob block too, where a
-    level seen only on certain matches (an equal NHS token) gets u = 0.0 and Splink refuses it
-    (the whole session, names included, was then lost).  A level random sampling never saw is
-    left free, or with `fill_unseen` fixed at the least u seen for that comparison (the retry
-    when a free one still reached u = 0)."""
-    main = {c.output_column_name: c for c in linker._settings_obj.comparisons}
-    for comp in probe._settings_obj.comparisons:
-        src = main.get(comp.output_column_name)
-        if comp.output_column_name in NAME_COMPARISONS or src is None:
-            continue
-        pairs = [
-            (lv, s.u_probability)
-            for lv, s in zip(comp.comparison_levels, src.comparison_levels, strict=True)
-            if not lv.is_null_level
-        ]
-        seen = [u for _, u in pairs if isinstance(u, float) and u > 0]
-        for lv, u in pairs:
-            if isinstance(u, float) and u > 0:
-                lv.u_probability = u
-            elif fill_unseen:  # a level random sampling never saw is rare: the least u seen
-                lv.u_probability = min(seen, default=1e-6)
-            else:
-                continue
-            lv._fix_u_probability = True
-
-
-def _name_u_from_em(
-    linker: Linker, rule: str | None, step: Any, n_pairs: int | None = None
-) -> dict[str, list[float]]:
-    """Name u-probabilities from one EM session, with the name u left free (the others fixed at
-    the main linker's random-sampling values, `_fix_other_u`; if Splink refuses a u of 0.0,
-    again with their unseen levels fixed too, then with every u free), on a throwaway linker
-    over the
-    same input, blocked on `rule` (the chosen dob training rule, `n_pairs` comparisons; the
-    name comparisons read `name_salt`, not `dob_token`, so they stay active): within pairs that
-    share the dob, hence the salt, EM separates matches from non-matches by the other
-    comparisons, so its u is P(name level | non-match, same salt), the value the model needs.
-
-    EM's u is a share of the block's few expected non-matches (on a small extract a few
-    hundred, mostly twins): a level none of them reached gets u ~ 0, an unbounded weight.  So
-    each u is add-one smoothed over those non-matches, as `name_u_probabilities` smooths its
-    counts: (u * n + 1) / (n + levels), n = (1 - the session's match share) * n_pairs; with
-    many non-matches this is EM's u.  Returns only the names the session estimated."""
-    sdf = _SOURCES.get(linker)
-    if rule is None or sdf is None:
-        return {}
-    probe = None
-    for fix in (False, True, None):  # the others fixed; and their unseen levels; all u free
-        probe = Linker(sdf, settings(prediction_rules()), log_level=None)
-        if fix is not None:
-            _fix_other_u(probe, linker, fill_unseen=fix)
-        failed: list[str] = []
-        training_step(failed, "name_u_em_dob",
-                      probe.training.estimate_parameters_using_expectation_maximisation, rule,
-                      estimate_without_term_frequencies=True, fix_u_probabilities=False)  # fmt: skip
-        if not failed:
-            break
-    if not probe._em_training_sessions:  # every session failed: counted as a skipped step
-        step("name_u_em_dob", _failed)
-        return {}
-    if n_pairs is None:
-        n_pairs = int(_counts(sdf, [rule], 1.0)[0]["marginal_comparison_count"])
-    session = probe._em_training_sessions[-1]  # its match share is within the block
-    lam = float(session.core_model_settings.probability_two_random_records_match)
-    non_match = min(1.0, max(0.0, 1.0 - lam))
-    n = non_match * n_pairs
-    out: dict[str, list[float]] = {}
-    for comp in probe._settings_obj.comparisons:
-        if comp.output_column_name not in NAME_COMPARISONS:
-            continue
-        values = []
-        for lv in comp.comparison_levels:
-            if lv.is_null_level:
-                continue
-            trained = [t["probability"] for t in lv._trained_u_probabilities]
-            v = trained[-1] if trained else None
-            values.append(float(v) if isinstance(v, (int, float)) and v > 0 else None)
-        if any(v is not None for v in values):
-            out[comp.output_column_name] = [
-                ((v or 0.0) * n + 1.0) / (n + len(values)) for v in values
-            ]
-    return out
-
-
-def _failed() -> None:
-    raise RuntimeError("every name-u EM session failed")
-
-
-def monotone_name_weights(linker: Linker) -> None:
-    """Make each name comparison's Bayes factor m/u non-increasing from `exact` down the
-    similarity bands to `else` (a closer name never counts less): first a band that counts less
-    than `else` (EM saw almost no match in it: m ~ 0) is brought up to `else`, by lowering its
-    u; then, from `exact` down, a band that counts more than the one above it (EM's few
-    same-salt non-matches left its u too small) is brought down to it, by raising its u."""
-    for comp in linker._settings_obj.comparisons:
-        if comp.output_column_name not in NAME_COMPARISONS:
-            continue
-        levels = []
-        for lv in comp.comparison_levels:
-            if lv.is_null_level:
-                continue
-            m, u = lv.m_probability, lv.u_probability
-            if isinstance(m, float) and isinstance(u, float) and m > 0 and u > 0:
-                levels.append(lv)
-        if not levels:
-            continue
-        floor = levels[-1].m_probability / levels[-1].u_probability
-        for lv in levels[:-1]:
-            if lv.m_probability / lv.u_probability < floor:
-                lv.u_probability = lv.m_probability / floor
-        best = None
-        for lv in levels:
-            ratio = lv.m_probability / lv.u_probability
-            if best is not None and ratio > best:
-                lv.u_probability = lv.m_probability / best
-                ratio = best
-            best = ratio
-
-
-def set_name_u(linker: Linker, u: dict[str, list[float]]) -> None:
-    """Put `name_u_probabilities` into the linker's name comparisons (non-null levels, in order)."""
-    for comp in linker._settings_obj.comparisons:
-        if comp.output_column_name in u:
-            levels = [lv for lv in comp.comparison_levels if not lv.is_null_level]
-            for lv, value in zip(levels, u[comp.output_column_name], strict=True):
-                lv.u_probability = float(value)
 
 
 def _exact(col: str, label: str) -> dict[str, Any]:
@@ -731,30 +598,30 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     else:
         em_rules = [(c.name, c.variants[0][0]) for c in TRAINING_CANDIDATES]
     dob_rule = dict(em_rules).get("em_dob")
-    n_dob = None
-    if analysis is not None:
-        n_dob = next((r["comparisons"] for r in analysis["training"]["rules"]
-                      if r["name"] == "em_dob"), None)  # fmt: skip
-    name_u = _name_u_from_em(linker, dob_rule, step, n_dob)
-    if len(name_u) < 2:  # a name the dob session could not estimate: strong-id non-matches
+    sdf = _SOURCES.get(linker)
+    name_u, name_em = ({}, {"ran": False})
+    if sdf is not None:
+        name_u, name_em = name_weights.name_u_from_dob_block(linker, sdf, comparisons(), dob_rule)
+    if len(name_u) < 2:  # the dob block could not estimate the names: strong-id non-matches
         fallback = name_u_probabilities(_input_frame(linker)) or {}
         name_u = {**fallback, **name_u}
     if name_u:
-        set_name_u(linker, name_u)
+        name_weights.set_name_u(linker, name_u)
     else:
         skipped.append("name_u")
     for name, rule in em_rules:
         step(name, t.estimate_parameters_using_expectation_maximisation, rule,
              estimate_without_term_frequencies=True)  # fmt: skip
     if name_u:  # EM re-populates u from the trained values: set them again
-        set_name_u(linker, name_u)
-        monotone_name_weights(linker)
+        name_weights.set_name_u(linker, name_u)
+        name_weights.monotone_name_weights(linker)
     # the random-match probability comes from the deterministic rules; EM within a blocking
     # rule must not move it
     linker._settings_obj._probability_two_random_records_match = prior
     out: dict[str, Any] = {
         "probability_two_random_records_match": _prior(linker),
         "training_steps_skipped": skipped,
+        "name_u_em": name_em,
     }
     if analysis is not None:
         out["blocking"] = blocking_figures(analysis)
