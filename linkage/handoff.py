@@ -27,6 +27,8 @@ from joinedup.config import Settings
 MAPPING_FILE = "child_mapping.csv"
 QUALITY_FILE = "linkage_quality.json"
 MAPPING_COLUMNS: tuple[str, ...] = ("agency", "record_token", "child_id", "match_probability_max")
+#: decimal places of `match_probability_max` in the mapping file
+PROBABILITY_DECIMALS = 6
 #: figures of the link stage that are aggregates and safe to hand to the hub
 QUALITY_KEYS: tuple[str, ...] = (
     "run_id",
@@ -70,8 +72,13 @@ def send(settings: Settings, records: pd.DataFrame, figures: dict) -> dict:
         ["agency", "record_token"], kind="stable"
     )
     quality = {k: figures[k] for k in QUALITY_KEYS if k in figures}
+    # to PROBABILITY_DECIMALS places: Splink's parallel sums differ in the last bits between two
+    # runs on the same input, and the hand-off must be byte-identical when the links are
     _atomic_write(
-        outbox / MAPPING_FILE, lambda f: mapping.to_csv(f, index=False, lineterminator="\n")
+        outbox / MAPPING_FILE,
+        lambda f: mapping.to_csv(
+            f, index=False, lineterminator="\n", float_format=f"%.{PROBABILITY_DECIMALS}f"
+        ),
     )
     _atomic_write(
         outbox / QUALITY_FILE,

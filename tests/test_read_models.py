@@ -35,7 +35,8 @@ def _make_hub(settings: Settings) -> None:
     with connect(settings) as con:
         con.execute(
             "INSERT INTO raw.loads VALUES "
-            "('L1', 'health', 'people', 'health_people.csv', 'h1', 40, 'agency,record_token', "
+            "('L1', 'health', 'attributes', 'health_attributes.csv', 'h1', 40, "
+            "'agency,record_token', "
             " '2026-10-01', 'loaded', NULL, ?),"
             "('L2', 'health', 'events', 'health_events.csv', 'h2', 80, 'agency,event_token', "
             " '2026-10-01', 'loaded', NULL, ?)",
@@ -43,20 +44,19 @@ def _make_hub(settings: Settings) -> None:
         )
         con.execute(
             """
-            INSERT INTO raw.people (load_id, row_number, agency, record_token, first_name_token,
-                first_name_bf, dob_token, birth_year_month, sex, ethnicity, extract_date)
-            SELECT 'L1', i, 'health', md5('rec' || i), md5('fn' || i),
-                   md5('bf' || i) || md5('bg' || i) || md5('bh' || i) || md5('bi' || i),
-                   md5('dob' || i), '2015-03', 'F', 'WHITE', '2026-10-01'
+            INSERT INTO raw.attributes (load_id, row_number, agency, record_token, sex,
+                birth_year, ethnicity, ward_code, extract_date)
+            SELECT 'L1', i, 'health', md5('rec' || i), 'F', '2015', 'WHITE',
+                   CASE WHEN i <= 25 THEN 'W1' ELSE 'W2' END, '2026-10-01'
             FROM range(1, 41) t(i)
             """
         )
         con.execute(
             """
             INSERT INTO raw.events (load_id, row_number, agency, event_token, record_token,
-                event_date, event_type, value, extract_date)
+                event_month, event_type, value, extract_date)
             SELECT 'L2', i, 'health', md5('ev' || i), md5('rec' || (i % 40 + 1)),
-                   '2026-0' || (i % 9 + 1) || '-15', 'ae_attendance', '', '2026-10-01'
+                   '2026-0' || (i % 9 + 1), 'ae_attendance', '', '2026-10-01'
             FROM range(1, 81) t(i)
             """
         )
@@ -89,9 +89,6 @@ def _make_hub(settings: Settings) -> None:
             "results, validated_at, validated_by) VALUES ('v1', 'L2', 'L2', 'health_events', "
             "'1.0.0', true, 'rows_quarantined', 82, 80, 2, '{}', '[]', ?, 'tester')",
             [now],
-        )
-        con.execute(
-            "CREATE TABLE reference.wards (ward_code VARCHAR, ward_name VARCHAR, imd_decile INT)"
         )
         con.execute("INSERT INTO reference.wards VALUES ('W1', 'Northfield', 2), ('W2', 'Sud', 8)")
         con.execute(
@@ -348,7 +345,7 @@ def test_the_raw_value_guard_catches_a_token_even_inside_text(hub, tmp_path):
         con.execute("CREATE TABLE t (note VARCHAR, other JSON)")
         con.execute(
             "INSERT INTO t VALUES ('fine', NULL), (md5('rec3'), NULL), "
-            "(NULL, json_object('x', 'seen ' || md5('bf7') || md5('bg7') || md5('bh7') || md5('bi7')))"
+            "(NULL, json_object('x', 'seen ' || md5('ev7') || ' in text'))"
         )
     with connect(hub) as con, pytest.raises(AssertionError) as err:
         assert_no_raw_values(leaky, con)
@@ -383,7 +380,7 @@ def test_a_raw_value_in_a_snapshot_fails_publish_and_keeps_the_old_ones(hub, mon
 
     def leaky(con, settings, cat, previous=None):
         real(con, settings, cat, previous)
-        con.execute(f"UPDATE {cat}.main.stage_runs SET error = (SELECT md5('dob3'))")
+        con.execute(f"UPDATE {cat}.main.stage_runs SET error = (SELECT md5('rec3'))")
 
     monkeypatch.setattr(engineers, "build", leaky)
     with pytest.raises(PublishCheckFailed, match="stage_runs.error"):
