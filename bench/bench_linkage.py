@@ -114,7 +114,7 @@ def run_ours(d: Path, seed: int) -> dict:
     """Our path, timed step by step (in the child process)."""
     from splink import DuckDBAPI
 
-    from linkage import clustering, model, plain
+    from linkage import clustering, link, model, plain
 
     people = pd.read_parquet(d / "people.parquet")
     steps: dict[str, float] = {}
@@ -127,9 +127,7 @@ def run_ours(d: Path, seed: int) -> dict:
     steps["train"] = time.perf_counter() - t
     t = time.perf_counter()
     pred = linker.inference.predict(threshold_match_probability=model.REVIEW_BAND)
-    pairs = pred.as_pandas_dataframe()[
-        ["unique_id_l", "unique_id_r", "match_weight", "match_probability"]
-    ]
+    pairs = link.pairs_frame(pred, df)
     steps["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     nodes = df[["unique_id", *clustering.GUARD_COLUMNS, *clustering.NAME_COLUMNS]]

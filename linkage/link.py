@@ -26,6 +26,7 @@ import time
 import uuid
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from joinedup.config import Settings
@@ -234,10 +235,18 @@ def id_history(
 # ---- scoring ---------------------------------------------------------------------------------
 
 
-def _pairs_frame(pred: object) -> pd.DataFrame:
-    return pred.as_pandas_dataframe()[  # type: ignore[attr-defined]
-        ["unique_id_l", "unique_id_r", "match_weight", "match_probability"]
-    ]
+def pairs_frame(pred: object, df: pd.DataFrame) -> pd.DataFrame:
+    """Splink's predictions as `(unique_id_l, unique_id_r, match_weight, match_probability)` by
+    record key, `unique_id_l < unique_id_r`.  Splink names records by `model.SPLINK_ID` (a model
+    saved before it existed, by the record key); `df` is the input frame, for the mapping."""
+    p = pred.as_pandas_dataframe()  # type: ignore[attr-defined]
+    sid = model.SPLINK_ID
+    if f"{sid}_l" in p.columns:
+        key = pd.Series(df["unique_id"].to_numpy(), index=df[sid].to_numpy())
+        a = key.reindex(p[f"{sid}_l"].to_numpy()).to_numpy()
+        b = key.reindex(p[f"{sid}_r"].to_numpy()).to_numpy()
+        p = p.assign(unique_id_l=np.where(a < b, a, b), unique_id_r=np.where(a < b, b, a))
+    return p[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]]
 
 
 def _score(
@@ -259,7 +268,7 @@ def _score(
         steps["train"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
         pred = linker.inference.predict(threshold_match_probability=review_band)
-        pairs = _pairs_frame(pred)
+        pairs = pairs_frame(pred, df)
         steps["predict"] = round(time.perf_counter() - t, 2)
         charts = report.splink_charts(linker, pred)
         t = time.perf_counter()
@@ -303,7 +312,7 @@ def _score_incremental(
         t = time.perf_counter()
         compared = incremental.count_compared(con, "people_in", rules)
         pred = linker.inference.predict(threshold_match_probability=review_band)
-        pairs = _pairs_frame(pred)
+        pairs = pairs_frame(pred, df)
         steps["predict"] = round(time.perf_counter() - t, 2)
         charts = report.splink_charts(linker, pred)
         t = time.perf_counter()
@@ -399,8 +408,11 @@ def run(settings: Settings, **options: object) -> dict:
     steps: dict[str, float] = {}
     with connect(settings) as con:
         t = time.perf_counter()
+        # in the agencies' own order (file, row): never by token or load id (a file hash),
+        # which move with the key (model.SPLINK_ID numbers the records in this order)
         people = con.execute(
-            "SELECT * FROM staging.current_people ORDER BY agency, load_id, row_number"
+            "SELECT p.* FROM staging.current_people p LEFT JOIN raw.loads l USING (load_id) "
+            "ORDER BY p.agency, p.extract_date, l.file_name, p.row_number, p.record_token"
         ).df()
         previous = _previous(con)
         decisions = review.latest_decisions(con)

@@ -44,7 +44,15 @@ REVIEW_BAND = 0.5
 #: prior for the deterministic-rule estimate of the random-match probability
 DETERMINISTIC_RECALL = 0.7
 
+#: Splink's unique id column: the record's position in the input, in the order the caller gives
+#: (`link` reads records in the agencies' file order).  Not the record key: Splink samples
+#: records by a hash of the unique id (u estimation, blocking counts on large inputs), and the
+#: record key holds the record token, so every sample, and through it the links, would move
+#: with the agencies' key.  `unique_id` (the record key) stays a column beside it.
+SPLINK_ID = "splink_id"
+
 INPUT_COLUMNS: tuple[str, ...] = (
+    SPLINK_ID,
     "unique_id",
     "agency",
     "first_name_bf",
@@ -72,8 +80,14 @@ def record_key(agency: pd.Series, record_token: pd.Series) -> pd.Series:
 
 
 def prepare_input(people: pd.DataFrame) -> pd.DataFrame:
-    """Staged people rows -> the model's input frame (empty strings and 'U' become NULL)."""
-    df = pd.DataFrame({"unique_id": record_key(people["agency"], people["record_token"])})
+    """Staged people rows -> the model's input frame (empty strings and 'U' become NULL), with
+    SPLINK_ID numbering the rows in the order given."""
+    df = pd.DataFrame(
+        {
+            SPLINK_ID: np.arange(len(people), dtype=np.int64),
+            "unique_id": record_key(people["agency"], people["record_token"]).to_numpy(),
+        }
+    )
     for col in contract.PEOPLE_COLUMNS:
         if col in ("record_token", "extract_date"):
             continue
@@ -387,7 +401,7 @@ def _counts(sdf: Any, rules: Sequence[str], proportion: float) -> list[dict[str,
             sdf,
             blocking_rules=list(rules),
             link_type="dedupe_only",
-            unique_id_column_name="unique_id",
+            unique_id_column_name=SPLINK_ID,
             record_sample_proportion=proportion,
         )
 
@@ -485,12 +499,14 @@ def choose_training_rules(sdf: Any, n_records: int) -> dict[str, Any]:
     return {"budget": budget, "rules": out}
 
 
-def splink_settings(comparison_specs: Sequence[Any], rules: Sequence[Any]) -> SettingsCreator:
+def splink_settings(
+    comparison_specs: Sequence[Any], rules: Sequence[Any], unique_id: str = "unique_id"
+) -> SettingsCreator:
     """The Splink settings both linkage paths share (dedupe of `unique_id`, no retained
     columns, EM limits); `linkage.plain` passes its plaintext comparisons and rules."""
     return SettingsCreator(
         link_type="dedupe_only",
-        unique_id_column_name="unique_id",
+        unique_id_column_name=unique_id,
         comparisons=list(comparison_specs),
         blocking_rules_to_generate_predictions=list(rules),
         retain_matching_columns=False,
@@ -502,7 +518,7 @@ def splink_settings(comparison_specs: Sequence[Any], rules: Sequence[Any]) -> Se
 
 def settings(rules: Sequence[str] | None = None) -> SettingsCreator:
     """Splink settings with the given prediction rules (default: `prediction_rules()`)."""
-    return splink_settings(comparisons(), rules or prediction_rules())
+    return splink_settings(comparisons(), rules or prediction_rules(), unique_id=SPLINK_ID)
 
 
 def training_step(skipped: list[str], name: str, func: Any, *args: Any, **kwargs: Any) -> None:

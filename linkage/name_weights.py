@@ -84,7 +84,7 @@ def block_vectors(
         sdf,
         SettingsCreator(
             link_type="dedupe_only",
-            unique_id_column_name="unique_id",
+            unique_id_column_name="unique_id",  # no sampling here: the record key will do
             comparisons=list(specs),
             blocking_rules_to_generate_predictions=[rule],
             retain_matching_columns=True,  # Splink outputs gamma_ columns only with these

@@ -88,8 +88,12 @@ def waterfall_chart(linker: Any, predictions: Any, n: int = 6) -> dict:
     if len(inputs) != 1:
         raise ValueError("waterfall chart needs a single input table")
     source = inputs[0].physical_name
+    uid = linker._settings_obj.column_info_settings.unique_id_column_name  # Splink's record id
     pairs = sample_pairs(
-        predictions.as_pandas_dataframe()[["unique_id_l", "unique_id_r", "match_probability"]], n
+        predictions.as_pandas_dataframe()[[f"{uid}_l", f"{uid}_r", "match_probability"]].rename(
+            columns={f"{uid}_l": "unique_id_l", f"{uid}_r": "unique_id_r"}
+        ),
+        n,
     )
     api = linker._db_api
     so = linker._settings_obj
@@ -102,11 +106,11 @@ def waterfall_chart(linker: Any, predictions: Any, n: int = 6) -> dict:
             zip(pairs["unique_id_l"], pairs["unique_id_r"], strict=True)
         ):
             sides = []
-            for side, uid in (("l", left), ("r", right)):
+            for side, rid in (("l", left), ("r", right)):
                 name = f"__waterfall_{side}{k}"
                 api._execute_sql_against_backend(
                     f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {source} "
-                    f"WHERE unique_id = '{str(uid).replace(chr(39), chr(39) * 2)}'"
+                    f"WHERE {uid} = '{str(rid).replace(chr(39), chr(39) * 2)}'"
                 )
                 created.append(name)
                 sides.append(api.table_to_splink_dataframe(name, name))
