@@ -14,7 +14,7 @@ always has a promoted model to time; the committed gate's (`models/gate.toml`) v
 same metrics is printed.  Score rewrites `scores.current` in the home's warehouse.
 
 Labelled months: `--labelled-months 41` (default, as the pipeline) = 24 fitting months + 11
-embargo months + 6 test months (`models.train.split_months`); `--labelled-months 24` = 24
+embargo months + 6 test months (`models.dataset.split_months`); `--labelled-months 24` = 24
 monthly as-of dates in all (7 fitting, 11 embargo, 6 test).  The months and rows actually used
 are printed from the model's metadata.
 

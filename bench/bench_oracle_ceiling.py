@@ -27,7 +27,8 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from joinedup.config import Settings  # noqa: E402
-from models.train import _child_truth, split_months  # noqa: E402
+from models.dataset import split_months  # noqa: E402
+from models.oracle import _child_truth  # noqa: E402
 from synth import events as ev_mod  # noqa: E402
 from synth import names as nm  # noqa: E402
 from synth import process as pr  # noqa: E402

@@ -229,11 +229,16 @@ def _forecast_frame(con: Any, settings: Settings) -> pd.DataFrame:
     blank = cells[["expected", "lower", "upper", "observed_last_12m", "expected_cost"]].isna()
     shown = ~cells["suppressed"].astype(bool)
     obs = cells["observed_last_12m"]
+    # expected is null in every cell when no scores were published (withheld, not small)
+    withheld = cells["expected"].isna().all()
+    exp_ok = cells["expected"].isna() if withheld else cells["expected"] >= t
     cells["suppressed_cell_is_blank"] = ~shown & blank.all(axis=1) | shown
-    cells["shown_cell_not_small"] = ~shown | (((obs == 0) | (obs >= t)) & (cells["expected"] >= t))
+    cells["shown_cell_not_small"] = ~shown | (((obs == 0) | (obs >= t)) & exp_ok)
     cells["interval_ordered"] = ~shown | (
         (cells["lower"] <= cells["expected"]) & (cells["expected"] <= cells["upper"])
     )
+    if withheld:
+        cells["interval_ordered"] = ~shown | blank[["lower", "upper", "expected_cost"]].all(axis=1)
     cells["not_recoverable_by_subtraction"] = _secondary_ok(cells)
     return cells
 

@@ -35,11 +35,11 @@ def register(models_sub: Any) -> None:
 
 
 def _version(args: argparse.Namespace, settings: Any) -> str:
-    from models import train
+    from models import registry
 
-    version = getattr(args, "version", None) or train.current_version(settings)
+    version = getattr(args, "version", None) or registry.current_version(settings)
     if not version:
-        raise train.NoPromotedModelError(train.no_promoted_reason(settings))
+        raise registry.NoPromotedModelError(registry.no_promoted_reason(settings))
     if not (settings.models_dir / version / "metadata.json").exists():
         raise FileNotFoundError(f"no registered model version {version} in {settings.models_dir}")
     return version
@@ -49,17 +49,17 @@ def show(settings: Any, version: str | None = None) -> dict:
     """metrics.json of the current (or given) version, with version, kind, created_at, current."""
     import json
 
-    from models import train
+    from models import registry
 
     ns = argparse.Namespace(version=version)
     version = _version(ns, settings)
     meta = json.loads((settings.models_dir / version / "metadata.json").read_text())
     return {
         "version": version,
-        "is_current": version == train.current_version(settings),
+        "is_current": version == registry.current_version(settings),
         "model_kind": meta.get("model_kind"),
         "created_at": meta.get("created_at"),
-        **train.read_metrics(settings, version),
+        **registry.read_metrics(settings, version),
     }
 
 
@@ -85,10 +85,10 @@ def _human_show(figures: dict) -> dict:
 
 
 def list_handler(args: argparse.Namespace, settings: Any) -> dict:
-    from models import train
+    from models import registry
 
-    rows = train.registered_versions(settings)
-    current = train.current_version(settings)
+    rows = registry.registered_versions(settings)
+    current = registry.current_version(settings)
     if getattr(args, "json", False):
         return {"current": current, "models": rows}
     out: dict = {"current": current or "none (no promoted model)"}
@@ -109,10 +109,10 @@ def show_handler(args: argparse.Namespace, settings: Any) -> dict:
 
 
 def card_handler(args: argparse.Namespace, settings: Any) -> dict:
-    from models import card, train
+    from models import card, registry
 
     version = _version(args, settings)
-    versions = [r["version"] for r in train.registered_versions(settings)]
+    versions = [r["version"] for r in registry.registered_versions(settings)]
     # outputs/ holds the card of the current model or, failing that, of the latest one trained
-    latest = version == train.current_version(settings) or versions[-1:] == [version]
+    latest = version == registry.current_version(settings) or versions[-1:] == [version]
     return card.write(settings, version, copy_to_outputs=latest)

@@ -10,7 +10,7 @@ the table by predicted decile within the group), and at capacity -- children fla
 top-k per as-of month over ALL children, the same flags the model would raise, not a quota per
 group -- the flag rate, true / false positive and false negative rates, precision among the
 flagged and the ratio of flag rate to prevalence.  Every figure has a 95% CI from the same
-child-level bootstrap weights as the overall test metrics (`models.train.bootstrap_weights`).
+child-level bootstrap weights as the overall test metrics (`models.evaluation.bootstrap_weights`).
 Groups with fewer children are listed as too few to report, never dropped silently.  Gaps:
 max - min of each figure across the reported groups, with the groups at each end and a
 bootstrap CI (the max - min of noisy estimates is biased upwards; read it with the CI).
@@ -35,7 +35,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from models.train import calibration, ci95, top_k_flags, weighted_ap, weighted_auc
+from models.evaluation import calibration, ci95, top_k_flags, weighted_ap, weighted_auc
 
 DIMENSIONS: tuple[str, ...] = ("sex", "ethnicity", "deprivation")
 #: groups with fewer children in the test period are listed as too few to report
@@ -66,6 +66,16 @@ GAP_FIGURES: tuple[str, ...] = (
 )
 
 
+def ethnicity_by_child(con) -> pd.Series:
+    """Ethnicity code per child_id from linked.children (empty when there is none)."""
+    try:
+        eth = con.execute("SELECT child_id, ethnicity FROM linked.children").df()
+    except duckdb.Error:  # no linked.children: ethnicity not known
+        return pd.Series(dtype=str)
+    eth = eth.drop_duplicates("child_id")
+    return pd.Series(eth["ethnicity"].to_numpy(), index=eth["child_id"].to_numpy(), dtype=object)
+
+
 def group_labels(con, rows: pd.DataFrame) -> pd.DataFrame:
     """Sex, ethnicity and deprivation band of each row of `rows(child_id, sex_female,
     sex_unknown, imd_decile)` (same order and length)."""
@@ -76,11 +86,7 @@ def group_labels(con, rows: pd.DataFrame) -> pd.DataFrame:
         "not recorded",
         np.where(rows["sex_female"].to_numpy() == 1, "female", "male"),
     )
-    try:
-        eth = con.execute("SELECT child_id, ethnicity FROM linked.children").df()
-    except duckdb.Error:  # no linked.children: ethnicity not known
-        eth = pd.DataFrame({"child_id": pd.Series(dtype=str), "ethnicity": pd.Series(dtype=str)})
-    eth = eth.drop_duplicates("child_id")
+    eth = ethnicity_by_child(con).rename("ethnicity").rename_axis("child_id").reset_index()
     e = rows[["child_id"]].merge(eth, on="child_id", how="left")["ethnicity"]
     e = e.fillna("UNK").replace("", "UNK").astype(str)
     return pd.DataFrame(
@@ -190,7 +196,7 @@ def audit(
     summary_only: bool = False,
 ) -> dict:
     """The fairness audit of test rows (y, p, as-of month, child) grouped by each column of
-    `groups`; `weights` = `models.train.bootstrap_weights(child, ...)` for the same rows.
+    `groups`; `weights` = `models.evaluation.bootstrap_weights(child, ...)` for the same rows.
     `summary_only` leaves out each group's calibration table (for the oracle's audit, kept only
     for its gaps)."""
     flag = top_k_flags(p, months, capacity)

@@ -139,7 +139,7 @@ def _month_add(d: date, months: int) -> date:
 
 
 #: labelled as-of months by default: 24 for fitting, then the 11 embargo months and 6 test months
-#: that `models.train.split_months` takes off the end (see docs/risk-model.md)
+#: that `models.dataset.split_months` takes off the end (see docs/risk-model.md)
 LABELLED_MONTHS = 41
 
 

@@ -24,7 +24,7 @@ from scipy import sparse
 from expectations.downstream import checked_transaction
 from joinedup import contract
 from joinedup.config import Settings
-from warehouse.db import connect, transaction
+from warehouse.db import connect
 
 #: (label, min age, max age exclusive), age in whole years at the extract date / outcome date
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
@@ -72,11 +72,12 @@ def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
     observed_last_12m, expected).  Primary: observed 1..threshold-1 or expected < threshold.
     Secondary: in every additive group (a margin and the cells that sum to it) a single
     suppressed member would be recoverable, so the smallest other member is suppressed too,
-    repeated until stable."""
+    repeated until stable.  A NaN expected (withheld) counts as not small."""
     obs, exp = cells["observed_last_12m"], cells["expected"]
+    # a withheld expected (NaN: no scores) suppresses nothing; the observed rule still applies
     flag = (((obs > 0) & (obs < threshold)) | (exp < threshold)).to_numpy().copy()
     groups = additive_groups(cells)
-    size = obs.to_numpy() * 1e6 + exp.to_numpy()  # smallest observed first, then expected
+    size = obs.to_numpy() * 1e6 + np.nan_to_num(exp.to_numpy(dtype=float))
     changed = True
     while changed:
         changed = False
@@ -88,7 +89,7 @@ def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
     return pd.Series(flag, index=cells.index)
 
 
-#: scores.forecast's columns, for the empty table left when the forecast is withheld
+#: scores.forecast's columns
 FORECAST_SCHEMA = (
     "level VARCHAR, ward_code VARCHAR, ward_name VARCHAR, age_band VARCHAR, expected DOUBLE, "
     "lower DOUBLE, upper DOUBLE, observed_last_12m INTEGER, suppressed BOOLEAN, "
@@ -96,20 +97,12 @@ FORECAST_SCHEMA = (
 )
 
 
-def _withhold(settings: Settings, con, t0: float) -> dict:
-    """No scores were published (no model passed the deployment gate, or score has not run):
-    the forecast, built from the scores, is withheld too; the table is emptied and the reason
-    written to forecast.json."""
-    reason = (
-        "scores.current is empty: no model has passed the deployment gate (see `joinedup models "
-        "show`), or the score stage has not run; the forecast is built from the scores"
-    )
-    with transaction(con, "forecast.before_commit"):
-        con.execute(f"CREATE OR REPLACE TABLE scores.forecast ({FORECAST_SCHEMA})")
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"published": False, "reason": reason, "rows": []}
-    (settings.outputs_dir / "forecast.json").write_text(json.dumps(doc, indent=2))
-    return {"published": False, "reason": reason, "seconds": round(time.perf_counter() - t0, 2)}
+#: why the expected counts are missing when scores.current is empty
+WITHHELD_REASON = (
+    "no scores were published (no model has passed the deployment gate: see `joinedup models "
+    "show` for its stated reasons), so the expected counts, intervals and costs, which are sums "
+    "of the scores, are withheld; the observed counts do not depend on the scores and are shown"
+)
 
 
 def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
@@ -127,9 +120,12 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
             JOIN linked.children c USING (child_id)
             """
         ).df()
-        if kids.empty:
-            return _withhold(settings, con, t0)
-        as_of = pd.Timestamp(kids["as_of"].iloc[0]).date()
+        scored = not kids.empty
+        as_of = (
+            pd.Timestamp(kids["as_of"].iloc[0]).date()
+            if scored
+            else pd.Timestamp(settings.extract_date).date()
+        )
         observed = con.execute(
             f"""
             WITH first AS (
@@ -180,18 +176,21 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
         r, c = np.concatenate(rows), np.concatenate(cols)
         return sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(cell_keys), n))
 
-    M = membership(kids)
-    p = kids["score"].to_numpy(dtype=np.float64)
-    cells["expected"] = M @ p
-    rng = np.random.default_rng(settings.seed)
-    sims = np.empty((len(cell_keys), n_sims), dtype=np.float32)
-    block = 250
-    for s0 in range(0, n_sims, block):
-        b = min(block, n_sims - s0)
-        draws = (rng.random((len(p), b)) < p[:, None]).astype(np.float32)
-        sims[:, s0 : s0 + b] = M @ draws
-    cells["lower"] = np.quantile(sims, INTERVAL[0], axis=1)
-    cells["upper"] = np.quantile(sims, INTERVAL[1], axis=1)
+    if scored:
+        M = membership(kids)
+        p = kids["score"].to_numpy(dtype=np.float64)
+        cells["expected"] = M @ p
+        rng = np.random.default_rng(settings.seed)
+        sims = np.empty((len(cell_keys), n_sims), dtype=np.float32)
+        block = 250
+        for s0 in range(0, n_sims, block):
+            b = min(block, n_sims - s0)
+            draws = (rng.random((len(p), b)) < p[:, None]).astype(np.float32)
+            sims[:, s0 : s0 + b] = M @ draws
+        cells["lower"] = np.quantile(sims, INTERVAL[0], axis=1)
+        cells["upper"] = np.quantile(sims, INTERVAL[1], axis=1)
+    else:  # no scores: the expected side is withheld, the observed side is still published
+        cells["expected"] = cells["lower"] = cells["upper"] = np.nan
     cells["observed_last_12m"] = np.asarray(membership(observed).sum(axis=1)).ravel().astype(int)
 
     mix = observed["outcome_type"].value_counts(normalize=True).to_dict()
@@ -207,7 +206,7 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
     cells["expected_cost"] = cells["expected_cost"].round(-2)
     cells = cells.merge(wards, on="ward_code", how="left")
     cells["as_of"] = as_of
-    cells["model_version"] = kids["model_version"].iloc[0]
+    cells["model_version"] = kids["model_version"].iloc[0] if scored else None
     cells = cells[
         [
             "level",
@@ -230,7 +229,7 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
             with checked_transaction(
                 con, settings, ["scores.forecast"], "forecast.before_commit"
             ) as checks:
-                # one definition of the columns (FORECAST_SCHEMA), shared with _withhold
+                # one definition of the columns (FORECAST_SCHEMA)
                 con.execute(f"CREATE OR REPLACE TABLE scores.forecast ({FORECAST_SCHEMA})")
                 con.execute("INSERT INTO scores.forecast BY NAME SELECT * FROM forecast_df")
         finally:
@@ -239,10 +238,16 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
     total = cells.iloc[0]
     doc = {
         "published": True,
+        "expected_published": scored,
+        "expected_withheld_reason": None if scored else WITHHELD_REASON,
         "as_of": str(as_of),
-        "model_version": str(total["model_version"]),
+        "model_version": None if not scored else str(total["model_version"]),
         "horizon_months": 12,
         "interval": "90% (5th-95th percentile of simulated counts given the scores)",
+        "notes_withheld": None
+        if scored
+        else "expected, lower, upper and expected_cost are "
+        "null in every cell: no promoted model, no scores",
         "small_number_threshold": settings.small_number_threshold,
         "unit_costs_illustrative_gbp_per_year": UNIT_COSTS,
         "outcome_mix_last_12m": {k: round(v, 3) for k, v in mix.items()},
@@ -258,6 +263,8 @@ def run(settings: Settings, n_sims: int = 2000, **_: object) -> dict:
 
     return {
         "published": True,
+        "expected_published": scored,
+        "expected_withheld_reason": None if scored else WITHHELD_REASON,
         "as_of": str(as_of),
         "children_scored": int(len(kids)),
         "expected_total": _f(total["expected"]),

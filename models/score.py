@@ -27,7 +27,8 @@ import pandas as pd
 from expectations.downstream import checked_transaction
 from joinedup.config import Settings
 from models.features import EVENT_GROUPS, MONTHS_SINCE_CAP, WINDOWS, feature_columns
-from models.train import NoPromotedModelError, load_current, logit
+from models.fitting import logit
+from models.registry import NoPromotedModelError, load_current
 from warehouse.db import connect, transaction
 
 TOP_REASONS = 3

@@ -21,7 +21,7 @@ copied to a temporary home; at each threshold the linkage unit's copy is re-link
 home's inbox), the hub's copy assembles its linked tables from that mapping
 (`warehouse.assemble.read_mapping` / `build_linked`), features are rebuilt there
 (`models.features.build`) for the model's test months and the scoring as-of, and scored with the
-current registered model (`models.train.load_current`; no re-training).  The truth folder, when
+current registered model (`models.registry.load_current`; no re-training).  The truth folder, when
 present (synthetic data), is linked read-only into the temporary home so each linkage's
 precision / recall against truth can be reported.
 
@@ -353,7 +353,7 @@ def run(
     "scoring" (the scoring as-of only).  `version`: a registered model version instead of the
     current (promoted) one; it may be unpromoted, since nothing here is published."""
     from linkage import model as linkage_model
-    from models.train import is_promoted, load_current
+    from models.registry import is_promoted, load_current
 
     t0 = time.perf_counter()
     settings = settings.for_unit("hub")  # a hub report: the hub's registry and outputs

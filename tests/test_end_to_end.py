@@ -323,7 +323,8 @@ def test_broken_extract_is_quarantined_with_a_reason_and_the_rest_goes_on(pipeli
 def test_a_model_that_fails_the_gate_is_registered_but_publishes_no_scores(pipeline):
     """The 1,500-child county is too small to show the pre-registered performance
     (models/gate.toml: test AUC >= 0.70 with its CI's lower bound >= 0.65, ...): the model is
-    registered, not promoted, no scores or forecast are published, and the reason is shown."""
+    registered, not promoted, no scores (nor the expected counts summed from them) are published,
+    the observed counts are, and the reason is shown."""
     settings, figures = pipeline
     train = figures["run"]["stages"]["train"]["figures"]
     score = figures["run"]["stages"]["score"]["figures"]
@@ -336,14 +337,25 @@ def test_a_model_that_fails_the_gate_is_registered_but_publishes_no_scores(pipel
 
     published = snapshot_paths(settings)
     for path, tables in (
-        (settings.warehouse_path, ("scores.current", "scores.forecast")),
+        (settings.warehouse_path, ("scores.current",)),
         (published["analysts"], ("scores",)),
-        (published["planners"], ("forecast",)),
     ):
         con = duckdb.connect(str(path), read_only=True)
         for table in tables:
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, (path, table)
         con.close()
+    # what does not depend on the scores is still published: the observed side of the forecast
+    forecast = figures["run"]["stages"]["forecast"]["figures"]
+    assert forecast["published"] and not forecast["expected_published"]
+    assert "deployment gate" in forecast["expected_withheld_reason"]
+    for path, table in ((settings.warehouse_path, "scores.forecast"),
+                        (published["planners"], "forecast")):  # fmt: skip
+        con = duckdb.connect(str(path), read_only=True)
+        n, expected, observed = con.execute(
+            f"SELECT count(*), count(expected), sum(observed_last_12m) FROM {table}"
+        ).fetchone()
+        con.close()
+        assert n > 0 and expected == 0 and observed > 0, (path, n, expected, observed)
     listed = _cli(settings.home, "models", "list")
     assert [m["promoted"] for m in listed["models"]] == [False] and listed["current"] is None
     card = (settings.outputs_dir / "model_card.md").read_text()

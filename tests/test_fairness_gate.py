@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from joinedup import cli
 from joinedup.config import Settings
-from models import card, fairness, gate, train
+from models import card, dataset, evaluation, fairness, gate, registry, train
 from tests.models_fixture import county_with_features
 from warehouse.db import connect
 
@@ -52,11 +52,11 @@ def _toy(n_children: int = 400, months: int = 4, seed: int = 0):
 
 def test_group_figures_match_a_direct_sklearn_computation():
     y, p, month, child, groups = _toy()
-    W = train.bootstrap_weights(child, 40, seed=1)
+    W = evaluation.bootstrap_weights(child, 40, seed=1)
     out = fairness.audit(y, p, month, child, groups, capacity=20, weights=W)
     a = next(g for g in out["dimensions"]["g"]["groups"] if g["group"] == "a")
     m = groups["g"].to_numpy() == "a"
-    flag = train.top_k_flags(p, month, 20)  # flags over all children, then restricted
+    flag = evaluation.top_k_flags(p, month, 20)  # flags over all children, then restricted
     ya, pa, fa = y[m], p[m], flag[m]
     assert a["children"] == len(set(child[m])) and a["rows"] == m.sum()
     assert a["positives"] == ya.sum() and a["prevalence"] == pytest.approx(ya.mean(), abs=1e-5)
@@ -79,7 +79,7 @@ def test_group_figures_match_a_direct_sklearn_computation():
 
 def test_small_groups_are_listed_not_hidden():
     y, p, month, child, groups = _toy()
-    W = train.bootstrap_weights(child, 20, seed=1)
+    W = evaluation.bootstrap_weights(child, 20, seed=1)
     out = fairness.audit(y, p, month, child, groups, capacity=20, weights=W)
     dim = out["dimensions"]["g"]
     assert [g["group"] for g in dim["too_few_to_report"]] == ["tiny"]  # 30 children < 50
@@ -90,7 +90,7 @@ def test_small_groups_are_listed_not_hidden():
 
 
 def test_audit_of_the_trained_model_covers_every_group(county: Settings, promoted: dict):
-    metrics = train.read_metrics(county, promoted["version"])
+    metrics = registry.read_metrics(county, promoted["version"])
     fair = metrics["fairness"]
     assert set(fair["dimensions"]) == {"sex", "ethnicity", "deprivation"}
     with connect(county) as con:
@@ -105,9 +105,9 @@ def test_audit_of_the_trained_model_covers_every_group(county: Settings, promote
         assert all(g["children"] >= 50 for g in d["groups"])
         assert sum(g["rows"] for g in d["groups"]) <= metrics["rows"]
     # the model's own test rows: one group's figures equal sklearn on those rows
-    bundle, _ = train.load_current(county)
+    bundle, _ = registry.load_current(county)
     with connect(county) as con:
-        df = train.load_features(con)
+        df = dataset.load_features(con)
     test = df[df["as_of"] >= pd.Timestamp("2025-05-01")].reset_index(drop=True)
     p = bundle["model"].predict_proba(test[bundle["features"]].to_numpy(np.float64))[:, 1]
     with connect(county) as con:
@@ -226,18 +226,18 @@ def test_failing_model_is_registered_not_promoted_and_previous_stays_current(
     county: Settings, promoted: dict, tmp_path
 ):
     assert promoted["promoted"] is True
-    assert train.current_version(county) == promoted["version"]
+    assert registry.current_version(county) == promoted["version"]
     failed = train.run(county, candidates=FAST, n_boot=31, gate=STRICT)
     assert failed["version"] != promoted["version"] and failed["promoted"] is False
-    assert (county.models_dir / failed["version"] / train.MODEL_FILE).exists()  # registered
-    assert train.current_version(county) == promoted["version"]  # previous one kept
+    assert (county.models_dir / failed["version"] / registry.MODEL_FILE).exists()  # registered
+    assert registry.current_version(county) == promoted["version"]  # previous one kept
     assert failed["current_version"] == promoted["version"]
     assert any(
         "test ROC AUC" in r and "below the minimum 0.99" in r for r in failed["gate_reasons"]
     )
     with pytest.raises(RuntimeError, match="did not pass the deployment gate"):
-        train.load_current(county, failed["version"])
-    assert train.load_current(county)[1]["version"] == promoted["version"]
+        registry.load_current(county, failed["version"])
+    assert registry.load_current(county)[1]["version"] == promoted["version"]
     risk = json.loads((county.outputs_dir / "risk_model_metrics.json").read_text())
     assert risk["version"] == failed["version"] and risk["is_current"] is False
 
@@ -246,13 +246,13 @@ def test_failing_model_is_registered_not_promoted_and_previous_stays_current(
     other.warehouse_path.parent.mkdir(parents=True)
     shutil.copy(county.warehouse_path, other.warehouse_path)
     lone = train.run(other, candidates=FAST, n_boot=30, gate=STRICT)
-    assert lone["promoted"] is False and train.current_version(other) is None
-    with pytest.raises(train.NoPromotedModelError, match="below the minimum 0.99"):
-        train.load_current(other)
+    assert lone["promoted"] is False and registry.current_version(other) is None
+    with pytest.raises(registry.NoPromotedModelError, match="below the minimum 0.99"):
+        registry.load_current(other)
 
 
 def test_metrics_json_has_gate_and_fairness(county: Settings, promoted: dict):
-    metrics = train.read_metrics(county, promoted["version"])
+    metrics = registry.read_metrics(county, promoted["version"])
     g = metrics["gate"]
     assert g["promoted"] is True and g["gate"]["version"] == NO_CHECKS.version
     assert {"roc_auc", "roc_auc_ci", "ece", "precision_at_capacity"} <= set(metrics)
@@ -272,12 +272,12 @@ def test_metrics_json_has_gate_and_fairness(county: Settings, promoted: dict):
     # re-gating on retraining with the same data under another gate: new outcome, history kept
     again = train.run(county, candidates=FAST, n_boot=30, gate=STRICT)
     assert again["reused"] is True and again["promoted"] is False
-    regated = train.read_metrics(county, promoted["version"])
+    regated = registry.read_metrics(county, promoted["version"])
     assert regated["gate"]["gate"]["version"] == "test-strict"
     assert regated["gate_history"][-1]["gate"]["version"] == NO_CHECKS.version
     # ... and back: promoted again, current again
     back = train.run(county, candidates=FAST, n_boot=30, gate=NO_CHECKS)
-    assert back["promoted"] is True and train.current_version(county) == promoted["version"]
+    assert back["promoted"] is True and registry.current_version(county) == promoted["version"]
 
 
 # ------------------------------------------------------------------ CLI and card
@@ -288,7 +288,7 @@ def test_models_show_json_prints_the_current_models_metrics(
     capsys.readouterr()
     assert cli.main(["--home", str(county.home), "models", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    metrics = train.read_metrics(county, promoted["version"])
+    metrics = registry.read_metrics(county, promoted["version"])
     assert shown["version"] == promoted["version"] and shown["is_current"] is True
     assert {k: shown[k] for k in metrics} == metrics
     assert cli.main(["--home", str(county.home), "models", "list", "--json"]) == 0

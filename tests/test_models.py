@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from joinedup import contract
 from joinedup.config import Settings
-from models import features, forecast, gate, score, train
+from models import dataset, evaluation, features, fitting, forecast, gate, registry, score, train
 from tests.models_fixture import county_with_features
 from warehouse.db import connect
 
@@ -194,15 +194,15 @@ def test_labels_on_a_hand_made_case(tmp_path):
 # ------------------------------------------------------------------ training and registry
 def test_split_keeps_an_embargo_between_fitting_and_test():
     months = list(pd.date_range("2022-06-01", "2025-10-01", freq="MS"))
-    split = train.split_months(months)
+    split = dataset.split_months(months)
     assert len(split["test"]) == 6 and split["test"][0] == pd.Timestamp("2025-05-01")
     # the last fitting as-of's 12-month label window ends before the first test as-of
     assert split["train"][-1] == pd.Timestamp("2024-05-01") == split["validation"][-1]
     assert len(split["train"]) == 24 and split["train"] == split["validation"]
-    legacy = train.split_months(months, n_val=3)
+    legacy = dataset.split_months(months, n_val=3)
     assert legacy["validation"][0] > legacy["train"][-1] and len(legacy["validation"]) == 3
     with pytest.raises(ValueError, match="not enough labelled months"):
-        train.split_months(months[:12])
+        dataset.split_months(months[:12])
 
 
 def test_weighted_metrics_match_sklearn():
@@ -210,8 +210,8 @@ def test_weighted_metrics_match_sklearn():
     y = rng.random(500) < 0.1
     s = np.round(rng.random(500) + y * 0.3, 2)  # with ties
     W = np.ones((500, 1))
-    assert train.weighted_auc(y, s, W)[0] == pytest.approx(roc_auc_score(y, s))
-    assert train.weighted_ap(y, s, W)[0] == pytest.approx(average_precision_score(y, s))
+    assert evaluation.weighted_auc(y, s, W)[0] == pytest.approx(roc_auc_score(y, s))
+    assert evaluation.weighted_ap(y, s, W)[0] == pytest.approx(average_precision_score(y, s))
 
 
 def test_calibration_table_states_each_deciles_gap_with_a_ci():
@@ -221,10 +221,10 @@ def test_calibration_table_states_each_deciles_gap_with_a_ci():
     n = 40_000
     p = rng.beta(0.5, 30, n)
     child = np.arange(n)
-    W = train.bootstrap_weights(child, 100, 0)
+    W = evaluation.bootstrap_weights(child, 100, 0)
     y_good = (rng.random(n) < p).astype(np.int8)
-    table, _, _ = train.calibration(y_good, p, W)
-    good = train.calibration_summary(table)
+    table, _, _ = evaluation.calibration(y_good, p, W)
+    good = evaluation.calibration_summary(table)
     assert good["bins"] == 10 and good["within_tolerance"] is True
     assert good["max_abs_deviation"] < 0.02 and good["bins_clearly_outside"] == []
     assert sum(c["n"] for c in table) == n
@@ -232,8 +232,8 @@ def test_calibration_table_states_each_deciles_gap_with_a_ci():
 
     top = p >= np.quantile(p, 0.9)
     y_bad = (rng.random(n) < np.where(top, np.minimum(p + 0.10, 1), p)).astype(np.int8)
-    bad_table, _, _ = train.calibration(y_bad, p, W)
-    bad = train.calibration_summary(bad_table)
+    bad_table, _, _ = evaluation.calibration(y_bad, p, W)
+    bad = evaluation.calibration_summary(bad_table)
     assert bad["within_tolerance"] is False and bad["max_abs_deviation_bin"] == 9
     assert bad["bins_clearly_outside"] == [9]
     assert 0.08 < bad_table[9]["deviation"] < 0.12
@@ -242,11 +242,11 @@ def test_calibration_table_states_each_deciles_gap_with_a_ci():
 def test_train_registers_model_and_metrics(county: Settings, trained: dict):
     folder = county.models_dir / trained["version"]
     assert (county.models_dir / "current").read_text().strip() == trained["version"]
-    assert set(train.load_current(county)[0]) >= {"model", "base", "features", "kind"}
+    assert set(registry.load_current(county)[0]) >= {"model", "base", "features", "kind"}
     meta = json.loads((folder / "metadata.json").read_text())
     metrics = json.loads((folder / "metrics.json").read_text())
     assert meta["features"] == features.feature_columns()
-    assert meta["model_sha256"] == train._sha256(folder / train.MODEL_FILE)
+    assert meta["model_sha256"] == registry._sha256(folder / registry.MODEL_FILE)
     tw = meta["training_window"]
     # fitting months end a full label window (12 months) before the first test as-of
     gap = pd.Timestamp(tw["test"][0]) - pd.Timestamp(max(tw["train"][1], tw["validation"][1]))
@@ -276,22 +276,22 @@ def test_blend_is_offered_and_can_be_calibrated_and_explained(county: Settings, 
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    metrics = train.read_metrics(county, trained["version"])
+    metrics = registry.read_metrics(county, trained["version"])
     blends = [c for c in metrics["candidates"] if c["kind"] == "blend"]
     assert len(blends) == 1 and {p["kind"] for p in blends[0]["of"]} == {"logistic", "hgb"}
     assert 0.5 <= blends[0]["validation_roc_auc"] <= 1
 
-    bundle, _ = train.load_current(county)
+    bundle, _ = registry.load_current(county)
     with connect(county) as con:
-        df = train.load_features(con)
+        df = dataset.load_features(con)
     X = df[bundle["features"]].to_numpy(np.float64)
     y = df["label"].to_numpy()
-    parts = [train.make_model(c, bundle["features"]).fit(X, y) for c in FAST_CANDIDATES]
-    blend = train.LogitBlend(tuple(parts))
+    parts = [fitting.make_model(c, bundle["features"]).fit(X, y) for c in FAST_CANDIDATES]
+    blend = fitting.LogitBlend(tuple(parts))
     logits = [np.log(m.predict_proba(X)[:, 1] / m.predict_proba(X)[:, 0]) for m in parts]
     assert blend.decision_function(X) == pytest.approx(np.mean(logits, axis=0), abs=1e-6)
     cal = CalibratedClassifierCV(FrozenEstimator(blend), method="sigmoid").fit(X, y)
-    model = train.RankPreservingCalibration(cal, blend)
+    model = fitting.RankPreservingCalibration(cal, blend)
     assert model.predict_proba(X[:5]).shape == (5, 2)
     contrib = score.contributions(
         {"kind": "blend", "features": bundle["features"], "base": blend,
@@ -305,21 +305,21 @@ def test_blend_is_offered_and_can_be_calibrated_and_explained(county: Settings, 
 def test_calibrated_scores_keep_the_models_ranking(county: Settings, trained: dict):
     """Isotonic steps would tie children the model tells apart: the published probability keeps
     the model's order exactly and differs from the calibration's by at most TIE_BREAK."""
-    bundle, _ = train.load_current(county)
+    bundle, _ = registry.load_current(county)
     with connect(county) as con:
-        df = train.load_features(con)
+        df = dataset.load_features(con)
     X = df[bundle["features"]].to_numpy(np.float64)
-    assert isinstance(bundle["model"], train.RankPreservingCalibration)
+    assert isinstance(bundle["model"], fitting.RankPreservingCalibration)
     # isotonic on this small county (the pipeline picks it from 500 validation positives)
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
     iso = CalibratedClassifierCV(FrozenEstimator(bundle["base"]), method="isotonic")
-    model = train.RankPreservingCalibration(iso.fit(X, df["label"]), bundle["base"])
+    model = fitting.RankPreservingCalibration(iso.fit(X, df["label"]), bundle["base"])
     p = model.predict_proba(X)[:, 1]
     base = bundle["base"].predict_proba(X)[:, 1]
     plain = model.calibrated.predict_proba(X)[:, 1]
-    assert np.abs(p - plain).max() <= train.RankPreservingCalibration.TIE_BREAK
+    assert np.abs(p - plain).max() <= fitting.RankPreservingCalibration.TIE_BREAK
     order = np.argsort(base, kind="stable")
     steps_base, steps_p = np.diff(base[order]), np.diff(p[order])
     # strictly ordered wherever the model's own scores differ by more than rounding (1e-9)
@@ -353,19 +353,19 @@ def test_score_refuses_mismatched_feature_list(county: Settings, trained: dict):
     src = county.models_dir / trained["version"]
     bad = county.models_dir / "bad-features"
     shutil.copytree(src, bad, dirs_exist_ok=True)
-    bundle = joblib.load(bad / train.MODEL_FILE)
+    bundle = joblib.load(bad / registry.MODEL_FILE)
     bundle["features"] = bundle["features"][:-1]
-    joblib.dump(bundle, bad / train.MODEL_FILE)
+    joblib.dump(bundle, bad / registry.MODEL_FILE)
     meta = json.loads((bad / "metadata.json").read_text())
     meta.update(version="bad-features", features=bundle["features"])
-    meta["model_sha256"] = train._sha256(bad / train.MODEL_FILE)
+    meta["model_sha256"] = registry._sha256(bad / registry.MODEL_FILE)
     (bad / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(score.ModelMismatchError, match="different feature list"):
         score.run(county, version="bad-features")
     # a model file that does not match its recorded hash is refused too
     tampered = county.models_dir / "tampered"
     shutil.copytree(src, tampered, dirs_exist_ok=True)
-    with open(tampered / train.MODEL_FILE, "ab") as f:
+    with open(tampered / registry.MODEL_FILE, "ab") as f:
         f.write(b"\0")
     with pytest.raises(score.ModelMismatchError, match="sha256"):
         score.run(county, version="tampered")
@@ -419,6 +419,22 @@ def test_suppression_is_primary_and_secondary():
     )
     flags = forecast.suppress(cells, 10)
     assert flags.tolist() == [False, False, True, True]  # W3 small; W2 so W3 can't be derived
+
+
+def test_suppression_without_scores_uses_the_observed_counts_alone():
+    """No promoted model: expected is withheld (NaN), which suppresses nothing by itself; the
+    observed rule and the secondary rule still apply."""
+    cells = pd.DataFrame(
+        {
+            "level": ["total", "ward", "ward", "ward"],
+            "ward_code": [None, "W1", "W2", "W3"],
+            "age_band": None,
+            "observed_last_12m": [60, 40, 15, 5],
+            "expected": [float("nan")] * 4,
+        }
+    )
+    flags = forecast.suppress(cells, 10)
+    assert flags.tolist() == [False, False, True, True]
 
 
 def test_forecast_suppresses_small_numbers(county: Settings, trained: dict):

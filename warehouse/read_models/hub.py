@@ -129,7 +129,7 @@ def _number(value: Any) -> float | None:
 def model_rows(settings: Settings) -> list[tuple]:
     """One row per registered model version (`MODEL_COLUMNS` order), oldest first."""
     from models.card import CARD_NAME
-    from models.train import registered_versions
+    from models.registry import registered_versions
 
     rows = []
     for m in registered_versions(settings):
