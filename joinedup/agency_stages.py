@@ -14,15 +14,24 @@ from pseudonymiser import keys
 from pseudonymiser.pseudonymise import pseudonymise_files
 
 
-def keygen(settings: Settings, **options: object) -> dict:
-    """Stage `keygen`: make `settings.key_file` if absent; never overwrites or prints the key."""
+def keygen(settings: Settings, synthetic_seed: int | None = None, **options: object) -> dict:
+    """Stage `keygen`: make `settings.key_file` if absent (random; or, for the synthetic demo
+    county only, derived from `synthetic_seed` so that demo runs repeat exactly); never
+    overwrites or prints the key."""
     path = settings.key_file
     created = False
     if not path.exists():
-        keys.generate_key(path)
+        if synthetic_seed is None:
+            keys.generate_key(path)
+        else:
+            keys.derive_synthetic_key(path, synthetic_seed)
         created = True
     keys.load_key(path)  # fails loudly if an existing file is unusable
-    return {"key_file": str(path), "created": created}
+    return {
+        "key_file": str(path),
+        "created": created,
+        "kind": "random" if synthetic_seed is None else "synthetic, derived from the seed",
+    }
 
 
 def pseudonymise(

@@ -34,7 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help=STAGES["synth"].summary)
     s.add_argument("--children", type=int, default=20000)
     s.add_argument("--seed", type=int, default=42)
-    sub.add_parser("keygen", help=STAGES["keygen"].summary)
+    s = sub.add_parser("keygen", help=STAGES["keygen"].summary)
+    s.add_argument(
+        "--synthetic-seed",
+        type=int,
+        help="synthetic demo county only: derive the key from this seed (public, so runs "
+        "repeat exactly); never for real data",
+    )
     s = sub.add_parser("pseudonymise", help=STAGES["pseudonymise"].summary)
     s.add_argument("--key-file", type=Path, help="secret key file (default: the demo key)")
     s.add_argument("--source", type=Path, help="folder of raw extracts (default: agency folder)")
@@ -291,6 +297,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
             dest_linkage=args.dest_linkage,
             areas=args.areas,
         )
+    if cmd == "keygen":
+        return _stage("keygen", settings, synthetic_seed=args.synthetic_seed)
     if cmd in STAGES:
         return _stage(cmd, settings)
     if cmd == "run":
@@ -300,7 +308,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
             raise ValueError(f"--children must be at least 100 (got {args.children})")
         figures = {
             "synth": _stage("synth", settings, children=args.children, seed=args.seed),
-            "keygen": _stage("keygen", settings),
+            # the synthetic agencies' key comes from the seed: the same seed, the same run
+            "keygen": _stage("keygen", settings, synthetic_seed=args.seed),
             "pseudonymise": _stage("pseudonymise", settings),
         }
         figures["pipeline"] = _run_pipeline(settings, args.no_airflow)

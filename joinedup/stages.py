@@ -43,7 +43,12 @@ STAGES: dict[str, Stage] = {
             "agency",
             "generate a synthetic county (raw extracts + truth)",
         ),
-        Stage("keygen", "joinedup.agency_stages:keygen", "agency", "make the local demo pseudonymisation key"),
+        Stage(
+            "keygen",
+            "joinedup.agency_stages:keygen",
+            "agency",
+            "make the local demo pseudonymisation key",
+        ),
         Stage(
             "pseudonymise",
             "joinedup.agency_stages:pseudonymise",

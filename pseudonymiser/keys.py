@@ -2,10 +2,18 @@
 
 The key is agency side: every agency in a linkage scheme holds the same key (shared out of band),
 the hub never does.  Nothing here prints or logs the key.
+
+`derive_synthetic_key` is for the synthetic demo county only: its agencies derive their key from
+the run's seed, so two demo runs with one seed are identical end to end (the links, and so every
+figure after them: Bloom-filter similarities move a little with the key, and a pair at a band's
+edge with them).  Anyone who knows the seed knows that key, so it must never encode real data:
+real agencies use `generate_key` (or their own key management).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -17,8 +25,23 @@ KEY_BYTES = 32
 MIN_KEY_BYTES = 16
 
 
+#: the derivation label of the synthetic county's key (HMAC-SHA256 of the seed under it)
+SYNTHETIC_KEY_LABEL = b"joinedup synthetic demo county key: never for real data"
+
+
 def generate_key(path: str | Path) -> Path:
     """Write a fresh random key to `path` (mode 0600). Refuses to overwrite an existing file."""
+    return _write_key(path, secrets.token_hex(KEY_BYTES))
+
+
+def derive_synthetic_key(path: str | Path, seed: int) -> Path:
+    """Write the synthetic demo county's key for `seed` to `path` (mode 0600; refuses to
+    overwrite).  Public by construction (anyone with the seed can derive it): synthetic only."""
+    key = hmac.new(SYNTHETIC_KEY_LABEL, str(int(seed)).encode(), hashlib.sha256).hexdigest()
+    return _write_key(path, key)
+
+
+def _write_key(path: str | Path, hex_key: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -26,7 +49,7 @@ def generate_key(path: str | Path) -> Path:
     except FileExistsError:
         raise KeyFileError(f"key file {path} already exists; refusing to overwrite it") from None
     with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secrets.token_hex(KEY_BYTES) + "\n")
+        f.write(hex_key + "\n")
     os.chmod(path, 0o600)
     return path
 

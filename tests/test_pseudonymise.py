@@ -183,7 +183,9 @@ def test_pseudonymise_files(settings):
     # the hub gets the birth year only, events by month
     assert list(attrs["birth_year"]) == ["2014", "2012", "", ""]
     assert list(events["event_month"]) == [d[:7] for d in raw_events["event_date"]]
-    assert not set(contract.IDENTIFIER_ENCODING_COLUMNS) & (set(attrs.columns) | set(events.columns))
+    assert not set(contract.IDENTIFIER_ENCODING_COLUMNS) & (
+        set(attrs.columns) | set(events.columns)
+    )
     # events point at their person's record token
     by_source = dict(zip(raw_people["source_id"], people["record_token"], strict=True))
     assert list(events["record_token"]) == [by_source[s] for s in raw_events["source_id"]]
@@ -295,3 +297,16 @@ def test_the_pseudonymiser_runs_without_the_hubs_code(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
     assert out.stdout.strip() == ""
+
+
+def test_the_synthetic_demo_key_comes_from_the_seed_and_is_kept_private_on_disk(tmp_path):
+    a = keys.derive_synthetic_key(tmp_path / "a.key", 42)
+    b = keys.derive_synthetic_key(tmp_path / "b.key", 42)
+    c = keys.derive_synthetic_key(tmp_path / "c.key", 43)
+    assert keys.load_key(a) == keys.load_key(b) != keys.load_key(c)
+    assert len(keys.load_key(a)) == keys.KEY_BYTES
+    assert stat.S_IMODE(os.stat(a).st_mode) == 0o600
+    with pytest.raises(KeyFileError):
+        keys.derive_synthetic_key(a, 42)  # never overwrites
+    r1, r2 = keys.generate_key(tmp_path / "r1.key"), keys.generate_key(tmp_path / "r2.key")
+    assert keys.load_key(r1) != keys.load_key(r2)  # the agencies' own keys stay random
