@@ -33,7 +33,7 @@ from splink.blocking_analysis import count_comparisons_from_blocking_rules
 from splink.internals.charts import CumulativeBlockingRuleComparisonsGeneratedChart
 
 from joinedup import contract
-from linkage import name_weights
+from linkage import exact_u, name_weights
 
 log = logging.getLogger(__name__)
 
@@ -608,6 +608,7 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
     )
     prior = _prior(linker)
     step("u", t.estimate_u_using_random_sampling, max_pairs=max_pairs_u, seed=seed)
+    exact = exact_u.apply_exact_u(linker)  # the equality levels' u without sampling noise
     analysis = blocking_analysis(linker)
     if analysis is not None:
         em_rules = [(r["name"], r["rule"]) for r in analysis["training"]["rules"]]
@@ -638,6 +639,7 @@ def train(linker: Linker, seed: int, max_pairs_u: float = 2e6) -> dict:
         "probability_two_random_records_match": _prior(linker),
         "training_steps_skipped": skipped,
         "name_u_em": name_em,
+        "u_exact_levels": sorted(exact),
     }
     if analysis is not None:
         out["blocking"] = blocking_figures(analysis)

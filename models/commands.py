@@ -74,6 +74,8 @@ def _human_show(figures: dict) -> dict:
         "recall_at_capacity",
         "oracle_roc_auc",
         "auc_ratio_to_oracle",
+        "observable_oracle_roc_auc",
+        "auc_gap_to_observable_oracle",
     )
     out = {k: figures.get(k) for k in ("version", "is_current", "model_kind", "created_at")}
     out["promoted"] = gate.get("promoted")

@@ -145,9 +145,11 @@ def evaluate(
     seed: int = 0,
     oracle: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    observable: np.ndarray | None = None,
 ) -> dict:
     """Test-period figures with child-level bootstrap 95% CIs.  `oracle` (optional, same rows,
-    NaN where unknown) adds the oracle's AUC on the rows it covers and ours/oracle.  `weights`
+    NaN where unknown) adds the latent oracle's AUC on the rows it covers and ours/oracle;
+    `observable` (the observable oracle, same rows) its AUC and the gap to ours.  `weights`
     (optional) are precomputed `bootstrap_weights(child, n_boot, seed)`, shared with the
     fairness audit so that both use the same replicates."""
     y = y.astype(np.int8)
@@ -198,4 +200,29 @@ def evaluate(
             )
             oflag = top_k_flags(oracle[ok], months[ok], capacity)
             out["oracle_precision_at_capacity"] = round(float(y[ok][oflag].mean()), 5)
+    if observable is not None:
+        out.update(_observable(y, p, observable, W))
+    return out
+
+
+def _observable(y: np.ndarray, p: np.ndarray, obs: np.ndarray, W: np.ndarray) -> dict:
+    """The observable oracle beside the model on the rows it covers: its AUC and AP, ours on
+    the same rows, and the gap (observable - ours) with its child-bootstrap CI."""
+    ok = np.isfinite(obs)
+    out: dict = {"observable_oracle_coverage": round(float(ok.mean()), 5)}
+    if not (ok.sum() and 0 < y[ok].sum() < ok.sum()):
+        return out
+    Wo = W[ok]
+    theirs = roc_auc_score(y[ok], obs[ok])
+    ours = roc_auc_score(y[ok], p[ok])
+    out["observable_oracle_roc_auc"] = round(float(theirs), 5)
+    out["observable_oracle_roc_auc_ci"] = ci95(weighted_auc(y[ok], obs[ok], Wo))
+    out["observable_oracle_average_precision"] = round(
+        float(average_precision_score(y[ok], obs[ok])), 5
+    )
+    out["roc_auc_same_rows_as_observable"] = round(float(ours), 5)
+    out["auc_gap_to_observable_oracle"] = round(float(theirs - ours), 5)
+    out["auc_gap_to_observable_oracle_ci"] = ci95(
+        weighted_auc(y[ok], obs[ok], Wo) - weighted_auc(y[ok], p[ok], Wo)
+    )
     return out

@@ -33,12 +33,25 @@ def _child_truth(settings: Settings, con, child_ids: np.ndarray) -> tuple[pd.Dat
     return m[["child_id", "person_id"]].drop_duplicates("child_id"), "linkage.truth"
 
 
-def oracle_for_rows(settings: Settings, con, rows: pd.DataFrame) -> np.ndarray | None:
-    """The oracle's p_true for each (child_id, as_of) row, NaN where unknown; None without truth."""
+#: oracle.parquet's columns: the latent oracle (true risk given the hidden household state and
+#: the child's trait) and the observable oracle (the Bayes posterior given the child's own
+#: observable history, `synth.observable_oracle`)
+LATENT, OBSERVABLE = "p_true", "p_observable"
+
+
+def oracle_for_rows(
+    settings: Settings, con, rows: pd.DataFrame, column: str = LATENT
+) -> np.ndarray | None:
+    """An oracle's probability for each (child_id, as_of) row, NaN where unknown; None without
+    truth (or a truth folder from before that column existed)."""
     path = settings.truth_dir / "oracle.parquet"
     if not path.exists():
         return None
-    orc = pd.read_parquet(path, columns=["person_id", "month", "p_true"])
+    import pyarrow.parquet as pq
+
+    if column not in pq.read_schema(path).names:
+        return None
+    orc = pd.read_parquet(path, columns=["person_id", "month", column])
     orc["month"] = pd.to_datetime(orc["month"].astype(str).str[:7] + "-01")
     m, _how = _child_truth(settings, con, rows["child_id"].unique())
     keyed = rows[["child_id", "as_of"]].merge(m, on="child_id", how="left")
@@ -46,4 +59,4 @@ def oracle_for_rows(settings: Settings, con, rows: pd.DataFrame) -> np.ndarray |
     keyed = keyed.merge(
         orc.drop_duplicates(["person_id", "month"]), on=["person_id", "month"], how="left"
     )
-    return keyed["p_true"].to_numpy(dtype=np.float64)
+    return keyed[column].to_numpy(dtype=np.float64)

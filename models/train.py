@@ -57,7 +57,7 @@ from models.fitting import (
     calibration_warnings,
     fit_candidates,
 )
-from models.oracle import oracle_for_rows
+from models.oracle import OBSERVABLE, oracle_for_rows
 from models.registry import (
     MODEL_FILE,
     _promote,
@@ -162,6 +162,7 @@ def run(
                 part["test"], ["child_id", "as_of", "sex_female", "sex_unknown", "imd_decile"]
             ].reset_index(drop=True)
             oracle = oracle_for_rows(settings, con, test_rows)
+            observable = oracle_for_rows(settings, con, test_rows, OBSERVABLE)
             groups = fairness.group_labels(con, test_rows)
     if reuse:
         metrics = _regate(settings, version, gate)
@@ -235,6 +236,7 @@ def run(
         seed=settings.seed,
         oracle=oracle,
         weights=W,
+        observable=observable,
     )
     metrics["fairness"] = fairness.audit(
         yt, pt, months_t, child_t, groups, settings.capacity_per_month, W
@@ -353,6 +355,9 @@ def _summary(metrics: dict) -> dict:
         "recall_at_capacity_ci",
         "oracle_roc_auc",
         "auc_ratio_to_oracle",
+        "observable_oracle_roc_auc",
+        "auc_gap_to_observable_oracle",
+        "auc_gap_to_observable_oracle_ci",
         "warnings",
     )
     out = {f"test_{k}": metrics[k] for k in keys if k in metrics}

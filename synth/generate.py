@@ -22,6 +22,7 @@ from synth import identifiers as ids
 from synth import names as nm
 from synth import process as pr
 from synth.county import make_county
+from synth.observable_oracle import observable_probability
 
 #: share of event rows given a deliberate data-entry error
 ENTRY_ERROR_RATE = 2e-4
@@ -131,6 +132,14 @@ def run(
     events = ev_mod.make_events(rng, county, cm, outcomes, extract)
     del cm
     oracle = ev_mod.make_oracle(county)
+    # the observable oracle: the Bayes posterior given the child's own observable history (what
+    # the hub's linked timeline shows); the reachable ceiling the model is judged against
+    t_obs = time.perf_counter()
+    observable = observable_probability(county, events, household=False)
+    oracle = oracle.merge(
+        observable.rename(columns={"p_obs": "p_observable"}), on=["child", "t"], how="left"
+    )
+    observable_seconds = round(time.perf_counter() - t_obs, 2)
 
     members = {
         "health": np.arange(children),
@@ -199,6 +208,7 @@ def run(
                 "person_id": pa.array(pid.astype(str)).take(pa.array(oracle.child.to_numpy())),
                 "month": pa.array(pr.month_start(oracle.t.to_numpy()), type=pa.date32()),
                 "p_true": pa.array(oracle.p_true.to_numpy(), type=pa.float32()),
+                "p_observable": pa.array(oracle.p_observable.to_numpy(), type=pa.float32()),
                 "state": pa.array(oracle.state.to_numpy(), type=pa.int8()),
             }
         ),
@@ -242,6 +252,8 @@ def run(
                 outcomes[outcomes.date >= pr.month_start(months - 12)].child.nunique()
             ),
             "mean_oracle_p": round(float(oracle.p_true.mean()), 5),
+            "mean_observable_oracle_p": round(float(oracle.p_observable.mean()), 5),
+            "observable_oracle_seconds": observable_seconds,
             "entry_errors": len(errors),
             "seed": seed,
         }

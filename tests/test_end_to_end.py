@@ -370,6 +370,11 @@ def test_linkage_and_model_figures_are_reported(pipeline):
     assert "twin_false_merge_rate" in quality
     train = figures["run"]["stages"]["train"]["figures"]
     assert 0.5 < train["test_roc_auc"] <= 1 and 0.5 < train["test_oracle_roc_auc"] <= 1
+    # the observable oracle (Bayes posterior given the child's own record), on the same rows
+    assert 0.5 < train["test_observable_oracle_roc_auc"] <= 1
+    assert train["test_auc_gap_to_observable_oracle"] == pytest.approx(
+        train["test_observable_oracle_roc_auc"] - train["test_roc_auc"], abs=0.02
+    )
     assert train["test_brier"] < 0.1 and "test_ece" in train
 
 

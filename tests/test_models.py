@@ -239,6 +239,33 @@ def test_calibration_table_states_each_deciles_gap_with_a_ci():
     assert 0.08 < bad_table[9]["deviation"] < 0.12
 
 
+def test_the_observable_oracle_is_reported_beside_the_model_with_the_gap():
+    """The observable oracle knows the risk (y drawn from it); a model that sees it through
+    noise ranks worse: the gap is positive, its CI excludes 0, and rows without an oracle value
+    are left out of both AUCs."""
+    rng = np.random.default_rng(5)
+    n = 30_000
+    risk = rng.beta(0.6, 40, n)
+    y = (rng.random(n) < risk).astype(np.int8)
+    ours = np.clip(risk * np.exp(rng.normal(0, 1.0, n)), 0, 1)
+    observable = risk.copy()
+    observable[:1000] = np.nan  # rows the truth does not cover
+    months = np.repeat(np.arange(6), n // 6)
+    out = evaluation.evaluate(y, ours, months, np.arange(n), 50, n_boot=50, observable=observable)
+    ok = slice(1000, None)
+    assert out["observable_oracle_coverage"] == pytest.approx(29 / 30, abs=1e-4)
+    assert out["observable_oracle_roc_auc"] == pytest.approx(
+        roc_auc_score(y[ok], risk[ok]), abs=1e-5
+    )
+    assert out["roc_auc_same_rows_as_observable"] == pytest.approx(
+        roc_auc_score(y[ok], ours[ok]), abs=1e-5
+    )
+    gap = out["auc_gap_to_observable_oracle"]
+    assert gap > 0.02 and out["auc_gap_to_observable_oracle_ci"][0] > 0
+    same = evaluation.evaluate(y, risk, months, np.arange(n), 50, n_boot=20, observable=risk)
+    assert same["auc_gap_to_observable_oracle"] == 0.0
+
+
 def test_train_registers_model_and_metrics(county: Settings, trained: dict):
     folder = county.models_dir / trained["version"]
     assert (county.models_dir / "current").read_text().strip() == trained["version"]

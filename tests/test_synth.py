@@ -230,9 +230,14 @@ def test_oracle_shape(county):
     settings, _ = county
     o = _truth(settings, "oracle")
     c = _truth(settings, "children")
-    assert list(o.columns) == ["person_id", "month", "p_true", "state"]
+    assert list(o.columns) == ["person_id", "month", "p_true", "p_observable", "state"]
     assert o.p_true.dtype == np.float32 and o.state.dtype == np.int8
     assert o.p_true.between(0, 1).all()
+    # the observable oracle: a posterior of the same risk given the child's own record, so it
+    # covers every row, follows p_true, and has its mean (the tower property)
+    assert o.p_observable.dtype == np.float32 and o.p_observable.between(0, 1).all()
+    assert np.corrcoef(o.p_true, o.p_observable)[0, 1] > 0.3
+    assert abs(o.p_observable.mean() / o.p_true.mean() - 1) < 0.1
     assert not o.duplicated(["person_id", "month"]).any()
     months = pd.to_datetime(o.month)
     assert months.min() == pd.Timestamp("2019-01-01")
