@@ -354,11 +354,14 @@ def headline(figures: dict) -> dict:
         "model_gate_reasons": "; ".join(train.get("gate_reasons") or []) or None,
         "model_test_auc": train.get("test_roc_auc"),
         "oracle_test_auc": train.get("test_oracle_roc_auc"),
+        "observable_oracle_test_auc": train.get("test_observable_oracle_roc_auc"),
+        "model_gap_to_observable_oracle": train.get("test_auc_gap_to_observable_oracle"),
         "model_brier": train.get("test_brier"),
         "model_calibration_error": train.get("test_ece"),
         "children_scored": fig("score").get("children_scored"),
         "forecast_12m_expected": fig("forecast").get("expected_total"),
         "forecast_observed_last_12m": fig("forecast").get("observed_last_12m"),
+        "forecast_expected_withheld": fig("forecast").get("expected_withheld_reason"),
     }
     return {k: v for k, v in out.items() if v is not None}
 
