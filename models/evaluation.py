@@ -20,10 +20,12 @@ def _group_sums(y: np.ndarray, s: np.ndarray, W: np.ndarray, descending: bool):
     ss = s[order]
     starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
     Wo = W[order]
-    yo = y[order].astype(W.dtype)[:, None]
-    pos = np.add.reduceat(Wo * yo, starts, axis=0)
-    neg = np.add.reduceat(Wo * (1 - yo), starts, axis=0)
-    return pos, neg
+    pos = Wo * y[order].astype(W.dtype)[:, None]
+    if len(starts) < len(ss):  # tied scores: one group per distinct score
+        pos = np.add.reduceat(pos, starts, axis=0)
+        Wo = np.add.reduceat(Wo, starts, axis=0)
+    # bootstrap weights are whole counts, so the subtraction is exact in float32
+    return pos, Wo - pos
 
 
 def weighted_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
