@@ -9,7 +9,10 @@ Brier score, calibration (observed rate vs mean predicted, their difference and 
 the table by predicted decile within the group), and at capacity -- children flagged by the
 top-k per as-of month over ALL children, the same flags the model would raise, not a quota per
 group -- the flag rate, true / false positive and false negative rates, precision among the
-flagged and the ratio of flag rate to prevalence.  Every figure has a 95% CI from the same
+flagged and the ratio of flag rate to prevalence; and the FNR the model's own probabilities imply
+(`expected_fnr`: the share of the group's expected positives left unflagged) with the excess of
+the observed FNR over it (`fnr_excess`), which is ~0 in every group for calibrated scores whatever
+the group's base rate.  Every figure has a 95% CI from the same
 child-level bootstrap weights as the overall test metrics (`models.evaluation.bootstrap_weights`).
 Groups with fewer children are listed as too few to report, never dropped silently.  Gaps:
 max - min of each figure across the reported groups, with the groups at each end and a
@@ -61,6 +64,8 @@ GAP_FIGURES: tuple[str, ...] = (
     "tpr",
     "fpr",
     "fnr",
+    "expected_fnr",
+    "fnr_excess",
     "precision_flagged",
     "flag_to_prevalence",
 )
@@ -129,6 +134,15 @@ def group_figures(
         "precision_flagged": precision_score(y, flag, zero_division=np.nan),
     }
     point["calibration_difference"] = point["prevalence"] - point["mean_predicted"]
+    # the share of the group's positives the model's own probabilities say it leaves unflagged,
+    # and how many more it actually misses: ~0 in every group for calibrated scores, whatever
+    # the group's base rate (the FNR itself is not: see `fnr_excess` in docs/risk-model.md)
+    point["expected_fnr"] = float(p[flag == 0].sum() / p.sum()) if p.sum() > 0 else None
+    point["fnr_excess"] = (
+        point["fnr"] - point["expected_fnr"]
+        if point["fnr"] is not None and point["expected_fnr"] is not None
+        else None
+    )
     point["observed_to_expected"] = point["prevalence"] / point["mean_predicted"]
     point["flag_to_prevalence"] = point["flag_rate"] / point["prevalence"] if pos else None
     table, ece, ece_reps = calibration(y, p, W)
@@ -149,6 +163,8 @@ def group_figures(
         rep["fpr"] = fp_w / ((1 - yf) @ W)
         rep["precision_flagged"] = tp_w / (ff @ W)
         rep["calibration_difference"] = rep["prevalence"] - rep["mean_predicted"]
+        rep["expected_fnr"] = ((pf * (1 - ff)) @ W) / (pf @ W)
+        rep["fnr_excess"] = rep["fnr"] - rep["expected_fnr"]
         rep["observed_to_expected"] = rep["prevalence"] / rep["mean_predicted"]
         rep["flag_to_prevalence"] = rep["flag_rate"] / rep["prevalence"]
         if point["roc_auc"] is not None:

@@ -7,8 +7,12 @@ thresholds) into a `Gate`, and `check(metrics, fairness, gate)`, which returns t
 file, sha256}}`.  A check passes, fails, or (only the oracle check, on real data where there is
 no oracle) is not applicable (`passed: None`); the model is promoted only if no check failed.  A
 figure the gate needs that could not be measured fails its check.  Fairness gaps
-(`gap_checks`) can be judged against chance (`heterogeneity_p`, Cochran's Q on the groups'
-child-bootstrap standard errors) and with a precision floor per group, when the gate file says so.
+(`gap_checks`) are judged, as the gate file says: by the point gap (version 1); against chance
+(version 2: `heterogeneity_p`, Cochran's Q on the groups' child-bootstrap standard errors); or
+(version 3, `family_alpha`) by testing "the gap exceeds its maximum" directly
+(`exceeds_maximum_p`) with Holm's step-down over all gap checks (`holm`), so that a model whose
+true gaps are all within their maxima is refused by them with probability at most
+`family_alpha`.  A precision floor per group applies when the gate file sets one.
 
 `models.train.run` registers every model and moves `current` only when the gate passes.  Imports
 nothing from the project (scipy for the chi-squared tail).
@@ -39,11 +43,16 @@ PERFORMANCE_CHECKS: dict[str, tuple[str, str, str]] = {
     "min_auc_ratio_to_oracle": (
         "auc_ratio_to_oracle",
         ">=",
-        "test ROC AUC as a share of the oracle's (synthetic data only)",
+        "test ROC AUC as a share of the latent oracle's (synthetic data only)",
+    ),
+    "max_auc_gap_to_observable_oracle": (
+        "auc_gap_to_observable_oracle",
+        "<=",
+        "test ROC AUC below the observable oracle's on the same rows (synthetic data only)",
     ),
 }
 #: checks that do not apply when their figure is absent (no oracle on real data)
-OPTIONAL = frozenset({"min_auc_ratio_to_oracle"})
+OPTIONAL = frozenset({"min_auc_ratio_to_oracle", "max_auc_gap_to_observable_oracle"})
 #: fairness gap checks: config key -> (per-group figure in the fairness audit, what it is)
 GAP_CHECKS: dict[str, tuple[str, str]] = {
     "max_fnr_gap": ("fnr", "gap in false negative rate at capacity"),
@@ -51,9 +60,20 @@ GAP_CHECKS: dict[str, tuple[str, str]] = {
         "calibration_difference",
         "gap in calibration in the large (observed - predicted)",
     ),
+    "max_fnr_excess_gap": (
+        "fnr_excess",
+        "gap in missed positives beyond what the scores imply (FNR - expected FNR at capacity)",
+    ),
 }
 FAIRNESS_SETTINGS = frozenset(
-    {"min_positives", "dimensions", "chance_test_alpha", "max_standard_error_share"}
+    {
+        "min_positives",
+        "dimensions",
+        "chance_test_alpha",
+        "max_standard_error_share",
+        "family_alpha",
+        "gap_test",
+    }
 )
 #: z for a two-sided 95% interval: a group's standard error is read off its bootstrap CI
 _Z95 = 1.959964
@@ -168,6 +188,73 @@ def heterogeneity_p(values: list[float], ses: list[float]) -> float:
     return float(chi2.sf(q, len(x) - 1))
 
 
+def exceeds_maximum_p(values: list[float], ses: list[float], maximum: float) -> tuple[float, int]:
+    """p-value of "some two groups differ by more than `maximum`" against the null that every
+    pair differs by at most it: for each pair, the one-sided z test of x_i - x_j <= maximum on
+    independent estimates (disjoint groups of children), the smallest p times the number of pairs
+    (Bonferroni; the null is the intersection of the pairs' nulls).  At the null's boundary (a
+    pair exactly `maximum` apart) it rejects with probability at most its level; a truly fair
+    model (gap 0) far less often.  Returns (p, number of pairs)."""
+    from scipy.stats import norm
+
+    best, pairs = 1.0, 0
+    for i in range(len(values)):
+        for j in range(i + 1, len(values)):
+            pairs += 1
+            diff = abs(float(values[i]) - float(values[j]))
+            se = math.sqrt(float(ses[i]) ** 2 + float(ses[j]) ** 2)
+            z = (diff - maximum) / max(se, 1e-12)
+            best = min(best, float(norm.sf(z)))
+    return min(1.0, best * max(pairs, 1)), pairs
+
+
+#: how a version-3 gap check's p-value is found (`gap_test` in the gate file)
+GAP_TESTS = ("exceeds_maximum", "differs", "heterogeneity")
+
+
+def _family_test(eligible: list[dict], figure: str, ses: list, threshold: float, how: str) -> dict:
+    """One gap check's p-value for `holm`: "exceeds_maximum" tests |x_i - x_j| <= threshold for
+    every pair (one-sided at the boundary); "differs" tests x_i = x_j for every pair (two-sided;
+    both Bonferroni over pairs);
+    "heterogeneity" is Cochran's Q of one common value.  With the last two a rejected check also
+    needs its point gap above the threshold to fail."""
+    values = [g[figure] for g in eligible]
+    if how == "exceeds_maximum":
+        p, pairs = exceeds_maximum_p(values, ses, threshold)
+    elif how == "differs":  # two-sided: |x_i - x_j| beyond chance in either direction
+        p, pairs = exceeds_maximum_p(values, ses, 0.0)
+        p = min(1.0, 2.0 * p)
+    elif how == "heterogeneity":
+        p, pairs = heterogeneity_p(values, ses), len(values) * (len(values) - 1) // 2
+    else:
+        raise ValueError(f"gate: unknown gap_test {how!r} (one of {GAP_TESTS})")
+    return {"test": how, "p_value": round(p, 6), "pairs": pairs}
+
+
+def holm(checks: list[dict], family_alpha: float) -> None:
+    """Holm's step-down over the gap checks tested by `exceeds_maximum_p` (in place): sorted by
+    p, the i-th smallest (0-based) of K fails when p <= family_alpha / (K - i) and every smaller
+    one failed; the rest pass.  The chance that any check fails when every true gap is within
+    its maximum is at most `family_alpha` (the gate's family-wise false-refusal rate for these
+    checks)."""
+    tested = sorted(
+        (c for c in checks if c.get("test") in GAP_TESTS and "p_value" in c),
+        key=lambda c: (c["p_value"], c["name"]),
+    )
+    k = len(tested)
+    rejecting = True
+    for i, c in enumerate(tested):
+        level = family_alpha / (k - i)
+        rejecting = rejecting and c["p_value"] <= level
+        c.update(holm_level=round(level, 6), holm_of=k, family_alpha=family_alpha)
+        above = c["value"] is not None and c["value"] > c["threshold"]
+        # "differs"/"heterogeneity" reject "no gap at all": failing also needs the point gap
+        # above its maximum (a real but small gap passes)
+        c["passed"] = not (rejecting and (c["test"] == "exceeds_maximum" or above))
+        if above and c["passed"]:
+            c["within_doubt"] = True
+
+
 def gap_checks(
     fairness_audit: dict, fairness: dict, oracle_audit: dict | None = None
 ) -> list[dict]:
@@ -189,6 +276,8 @@ def gap_checks(
     against; the oracle value never changes whether a check passes."""
     min_pos = int(fairness.get("min_positives", 0))
     alpha = fairness.get("chance_test_alpha")
+    family_alpha = fairness.get("family_alpha")
+    gap_test = str(fairness.get("gap_test", "exceeds_maximum"))
     se_share = fairness.get("max_standard_error_share")
     dims = fairness.get("dimensions") or list((fairness_audit.get("dimensions") or {}).keys())
     out = []
@@ -232,7 +321,14 @@ def gap_checks(
                 gap = round(float(hi[figure] - lo[figure]), 5)
                 check.update(value=gap, passed=gap <= threshold, highest=hi["group"],
                              lowest=lo["group"])  # fmt: skip
-                if alpha is not None:
+                if family_alpha is not None:
+                    compared = [ses[g["group"]] for g in eligible]
+                    if None in compared:
+                        check.update(passed=False, note="no standard error for the test")
+                    else:
+                        check.update(_family_test(eligible, figure, compared, float(threshold),
+                                                  gap_test))  # fmt: skip
+                elif alpha is not None:
                     compared = [ses[g["group"]] for g in eligible]
                     if None in compared:
                         check.update(passed=False, note="no standard error for the chance test")
@@ -261,7 +357,17 @@ def _reason(check: dict) -> str:
     text = f"{check['description']} {check['value']:.4g} is {op} {check['threshold']:g}"
     if "highest" in check:
         text += f" ({check['highest']} vs {check['lowest']})"
-    if "p_value" in check:
+    if check.get("test") in GAP_TESTS:
+        claim = (
+            "beyond doubt"
+            if check["test"] == "exceeds_maximum"
+            else "and the groups differ beyond chance"
+        )
+        text += (
+            f" {claim} (p = {check['p_value']:.3g} <= {check['holm_level']:.3g}, Holm over "
+            f"{check['holm_of']} gap tests at {check['family_alpha']:g})"
+        )
+    elif "p_value" in check:
         text += f", and the groups differ beyond chance (p = {check['p_value']:.3g})"
     return text
 
@@ -271,7 +377,10 @@ def check(metrics: dict, fairness_audit: dict | None, gate: Gate) -> dict:
     the oracle's gap when `metrics` holds an `oracle_fairness` audit)."""
     checks = _performance(metrics, gate.performance)
     if any(k in GAP_CHECKS for k in gate.fairness):
-        checks += gap_checks(fairness_audit or {}, gate.fairness, metrics.get("oracle_fairness"))
+        gaps = gap_checks(fairness_audit or {}, gate.fairness, metrics.get("oracle_fairness"))
+        if gate.fairness.get("family_alpha") is not None:
+            holm(gaps, float(gate.fairness["family_alpha"]))
+        checks += gaps
     failed = [c for c in checks if c["passed"] is False]
     return {
         "promoted": not failed,

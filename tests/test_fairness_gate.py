@@ -123,7 +123,8 @@ def test_audit_of_the_trained_model_covers_every_group(county: Settings, promote
 def test_committed_gate_is_pre_registered_and_strict_about_its_keys(tmp_path):
     g = gate.load()
     assert g.version and g.agreed and len(g.sha256) == 64
-    assert g.performance["min_roc_auc"] >= 0.7 and "max_fnr_gap" in g.fairness
+    assert g.performance["min_roc_auc"] >= 0.7 and "max_fnr_excess_gap" in g.fairness
+    assert g.fairness["family_alpha"] == 0.05 and g.fairness["gap_test"] in gate.GAP_TESTS
     bad = tmp_path / "gate.toml"
     bad.write_text('version = 1\nagreed = "x"\n[performance]\nmin_roc_acu = 0.7\n')
     with pytest.raises(ValueError, match="unknown setting"):
@@ -220,6 +221,84 @@ def test_gate_v2_judges_a_gap_against_chance_and_precision():
     audit = {"dimensions": {"ethnicity": {"groups": [_grp("a", 0.003, 0.0035),
                                                      _grp("b", -0.004, 0.0035)]}}}  # fmt: skip
     assert gate.check({}, audit, v1)["promoted"] is False
+
+
+def test_pairwise_tests_and_holm_step_down():
+    from scipy.stats import norm
+
+    se = [0.001, 0.001]
+    # "exceeds its maximum": one-sided at the boundary, Bonferroni over the pairs
+    p, pairs = gate.exceeds_maximum_p([0.0, 0.008], se, 0.005)
+    assert pairs == 1 and p == pytest.approx(norm.sf(0.003 / np.sqrt(2e-6)))
+    p3, pairs3 = gate.exceeds_maximum_p([0.0, 0.008, 0.001], se + [0.001], 0.005)
+    assert pairs3 == 3 and p3 == pytest.approx(3 * p)
+    checks = [
+        {"name": n, "test": "differs", "p_value": pv, "value": v, "threshold": 0.005}
+        for n, pv, v in [("a", 0.001, 0.01), ("b", 0.02, 0.01), ("c", 0.02, 0.003),
+                         ("d", 0.5, 0.02)]
+    ]  # fmt: skip
+    gate.holm(checks, 0.05)
+    by = {c["name"]: c for c in checks}
+    # a: 0.001 <= 0.05/4 rejected; b: 0.02 <= 0.05/3 no -> b and everything after pass
+    assert by["a"]["passed"] is False and by["a"]["holm_level"] == pytest.approx(0.0125)
+    assert by["b"]["passed"] is True and by["b"]["within_doubt"] is True
+    assert by["c"]["passed"] is True and "within_doubt" not in by["c"]  # gap within the max
+    assert by["d"]["passed"] is True
+    # step-down: with b's p at 0.016 both a and b are rejected, and c's small gap still passes
+    checks[1]["p_value"], checks[2]["p_value"] = 0.016, 0.024
+    gate.holm(checks, 0.05)
+    assert [c["passed"] for c in checks] == [False, False, True, True]
+
+
+def test_gate_v3_controls_the_whole_gate_and_reasons_name_the_test():
+    v3 = gate.Gate(version="t3", agreed="t", fairness={
+        "min_positives": 20, "max_calibration_gap": 0.005, "dimensions": ["sex", "ethnicity"],
+        "family_alpha": 0.05, "gap_test": "differs", "max_standard_error_share": 1.0})  # fmt: skip
+
+    def audit(sex: list[dict], eth: list[dict]) -> dict:
+        return {"dimensions": {"sex": {"groups": sex}, "ethnicity": {"groups": eth}}}
+
+    fair_sex = [_grp("f", 0.0, 0.001), _grp("m", 0.001, 0.001)]
+    # a 0.012 gap measured to +-0.001 per group: beyond doubt after Holm -> fails, said so
+    out = gate.check({}, audit(fair_sex, [_grp("a", 0.004, 0.001), _grp("b", -0.008, 0.001)]), v3)
+    eth = next(c for c in out["checks"] if c["dimension"] == "ethnicity")
+    assert eth["passed"] is False and eth["holm_of"] == 2 and eth["test"] == "differs"
+    assert out["promoted"] is False and "Holm over 2 gap tests" in out["reasons"][0]
+    # a 0.007 gap from groups measured to +-0.0025: above the maximum but not beyond doubt
+    out = gate.check({}, audit(fair_sex, [_grp("a", 0.003, 0.0025), _grp("b", -0.004, 0.0025)]),
+                     v3)  # fmt: skip
+    eth = next(c for c in out["checks"] if c["dimension"] == "ethnicity")
+    assert out["promoted"] is True and eth["within_doubt"] is True
+    with pytest.raises(ValueError, match="unknown gap_test"):
+        gate.check({}, audit(fair_sex, fair_sex), gate.Gate(version="x", agreed="x", fairness={
+            **v3.fairness, "gap_test": "vibes"}))  # fmt: skip
+
+
+def test_fnr_excess_is_zero_for_calibrated_scores_whatever_the_base_rate():
+    """Two groups with base rates 4x apart, scored by their TRUE probabilities: the raw FNR at
+    a fixed capacity differs widely (the low-risk group is rarely flagged), but each group's FNR
+    matches what the scores imply, so the excess gap -- what gate v3 judges -- is within noise."""
+    rng = np.random.default_rng(7)
+    n_children, months = 6000, 3
+    high = np.arange(n_children) % 2 == 0
+    risk = np.where(high, rng.beta(2, 30, n_children), rng.beta(2, 120, n_children))
+    child = np.repeat(np.arange(n_children).astype(str), months)
+    p = np.repeat(risk, months)
+    y = (rng.random(len(p)) < p).astype(np.int8)
+    month = np.tile(pd.date_range("2025-01-01", periods=months, freq="MS").to_numpy(), n_children)
+    groups = pd.DataFrame({"g": np.where(np.repeat(high, months), "high", "low")})
+    W = evaluation.bootstrap_weights(child, 100, seed=3)
+    out = fairness.audit(y, p, month, child, groups, capacity=300, weights=W)
+    by = {g["group"]: g for g in out["dimensions"]["g"]["groups"]}
+    gaps = out["dimensions"]["g"]["gaps"]
+    assert gaps["fnr"]["gap"] > 0.15  # raw miss rates differ: base rates, not unfairness
+    assert abs(gaps["fnr_excess"]["gap"]) < 0.06
+    for g in by.values():
+        lo, hi = g["fnr_excess_ci"]
+        assert lo <= 0 <= hi  # each group's excess is consistent with zero
+        flagged = evaluation.top_k_flags(p, month, 300)[groups["g"].to_numpy() == g["group"]]
+        pg = p[groups["g"].to_numpy() == g["group"]]
+        assert g["expected_fnr"] == pytest.approx(pg[~flagged].sum() / pg.sum(), abs=1e-5)
 
 
 def test_failing_model_is_registered_not_promoted_and_previous_stays_current(
