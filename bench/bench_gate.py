@@ -5,7 +5,9 @@ For each county (`--children`, seeds `--seed` .. `--seed + --counties - 1`) the 
 gives every child-month of the test period (the last six as-of months with a whole 12-month
 label window, as `models.dataset.split_months`): the latent oracle's probability, the label (an
 outcome in the 12 months from the as-of month), and the child's sex, ethnicity and deprivation
-band; children looked after in the 12 months before are left out, as `models.features` does.
+band; children looked after in the 12 months before are left out, as `models.features` does
+(children born in the as-of month itself stay in, where the features leave them out; every
+child is counted, where the pipeline sees only those the agencies recorded).
 Then, with the same metrics, fairness audit and gate code the pipeline uses:
 
 - **truth**: the oracle's probabilities scored as a model.  Calibrated in every group by
