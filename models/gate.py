@@ -9,10 +9,11 @@ no oracle) is not applicable (`passed: None`); the model is promoted only if no 
 figure the gate needs that could not be measured fails its check.  Fairness gaps
 (`gap_checks`) are judged, as the gate file says: by the point gap (version 1); against chance
 (version 2: `heterogeneity_p`, Cochran's Q on the groups' child-bootstrap standard errors); or
-(version 3, `family_alpha`) by testing "the gap exceeds its maximum" directly
-(`exceeds_maximum_p`) with Holm's step-down over all gap checks (`holm`), so that a model whose
-true gaps are all within their maxima is refused by them with probability at most
-`family_alpha`.  A precision floor per group applies when the gate file sets one.
+(version 3, `family_alpha`) by a test per check (`gap_test`: pairwise "differs", the committed
+choice, or "exceeds_maximum", both Bonferroni over pairs, or "heterogeneity") with Holm's
+step-down over all gap checks (`holm`), so that a model whose groups do not differ (for
+"exceeds_maximum": whose true gaps are all within their maxima) is refused by them with
+probability at most `family_alpha`.  A precision floor per group applies when the gate file sets one.
 
 `models.train.run` registers every model and moves `current` only when the gate passes.  Imports
 nothing from the project (scipy for the chi-squared tail).
@@ -232,11 +233,13 @@ def _family_test(eligible: list[dict], figure: str, ses: list, threshold: float,
 
 
 def holm(checks: list[dict], family_alpha: float) -> None:
-    """Holm's step-down over the gap checks tested by `exceeds_maximum_p` (in place): sorted by
-    p, the i-th smallest (0-based) of K fails when p <= family_alpha / (K - i) and every smaller
-    one failed; the rest pass.  The chance that any check fails when every true gap is within
-    its maximum is at most `family_alpha` (the gate's family-wise false-refusal rate for these
-    checks)."""
+    """Holm's step-down over the gap checks carrying a `_family_test` p-value (in place): sorted
+    by p, the i-th smallest (0-based) of K is rejected when p <= family_alpha / (K - i) and every
+    smaller one was; a rejected "exceeds_maximum" check fails, a rejected "differs" or
+    "heterogeneity" check fails only if its point gap is above its maximum; the rest pass.  The
+    chance that any check fails is at most `family_alpha` when no check's null holds false (the
+    groups do not differ; for "exceeds_maximum", every true gap is within its maximum): the
+    gate's family-wise false-refusal rate for these checks."""
     tested = sorted(
         (c for c in checks if c.get("test") in GAP_TESTS and "p_value" in c),
         key=lambda c: (c["p_value"], c["name"]),
@@ -321,23 +324,18 @@ def gap_checks(
                 gap = round(float(hi[figure] - lo[figure]), 5)
                 check.update(value=gap, passed=gap <= threshold, highest=hi["group"],
                              lowest=lo["group"])  # fmt: skip
-                if family_alpha is not None:
-                    compared = [ses[g["group"]] for g in eligible]
-                    if None in compared:
-                        check.update(passed=False, note="no standard error for the test")
-                    else:
-                        check.update(_family_test(eligible, figure, compared, float(threshold),
-                                                  gap_test))  # fmt: skip
+                compared = [ses[g["group"]] for g in eligible]
+                if (family_alpha is not None or alpha is not None) and None in compared:
+                    check.update(passed=False, note="no standard error for the chance test")
+                elif family_alpha is not None:
+                    check.update(_family_test(eligible, figure, compared, float(threshold),
+                                              gap_test))  # fmt: skip
                 elif alpha is not None:
-                    compared = [ses[g["group"]] for g in eligible]
-                    if None in compared:
-                        check.update(passed=False, note="no standard error for the chance test")
-                    else:
-                        p = heterogeneity_p([g[figure] for g in eligible], compared)
-                        check.update(p_value=round(p, 4), alpha=alpha)
-                        if gap > threshold and p >= alpha:
-                            check["passed"] = True
-                            check["within_chance"] = True
+                    p = heterogeneity_p([g[figure] for g in eligible], compared)
+                    check.update(p_value=round(p, 4), alpha=alpha)
+                    if gap > threshold and p >= alpha:
+                        check["passed"] = True
+                        check["within_chance"] = True
             if oracle_audit is not None:
                 names = {g["group"] for g in eligible}
                 orc = [
