@@ -119,3 +119,23 @@ def child_holdout(content_key: pd.Series, fraction: float, seed: int) -> np.ndar
     text = content_key.astype("uint64").astype(str) + f"|{seed}"
     h = pd.util.hash_pandas_object(text, index=False).to_numpy()
     return (h % 10_000) < int(round(fraction * 10_000))
+
+
+def split_rows(
+    df: pd.DataFrame,
+    n_test: int,
+    n_val: int,
+    embargo_months: int,
+    val_child_fraction: float,
+    seed: int,
+) -> tuple[dict[str, list], dict[str, np.ndarray]]:
+    """The training split of canonically ordered rows (`canonical_order`): the months of each
+    part (`split_months`) and a boolean row mask per part.  Validation children are disjoint
+    from training children (`child_holdout`): the same child's overlapping label windows would
+    otherwise let a flexible model memorise them and flatter validation."""
+    split = split_months(sorted(df["as_of"].unique()), n_test, n_val, embargo_months)
+    part = {k: df["as_of"].isin(v).to_numpy() for k, v in split.items()}
+    val_child = child_holdout(df[CONTENT_KEY], val_child_fraction, seed)
+    part["train"] &= ~val_child
+    part["validation"] &= val_child
+    return split, part

@@ -36,13 +36,11 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from joinedup.config import Settings
 from models.dataset import (
-    CONTENT_KEY,
     canonical_order,
-    child_holdout,
     content_keys,
     feature_data_hash,
     load_features,
-    split_months,
+    split_rows,
     tie_break_keys,
 )
 from models.evaluation import bootstrap_weights, evaluate
@@ -148,16 +146,9 @@ def run(
         folder = settings.models_dir / version
         reuse = (folder / "metadata.json").exists() and (folder / "metrics.json").exists()
         if not reuse:
-            split = split_months(
-                sorted(df["as_of"].unique()), n_test_months, n_val_months, embargo_months
+            split, part = split_rows(
+                df, n_test_months, n_val_months, embargo_months, val_child_fraction, settings.seed
             )
-            part = {k: df["as_of"].isin(v).to_numpy() for k, v in split.items()}
-            # validation children are disjoint from training children: the same child's
-            # overlapping label windows would otherwise let a flexible model memorise them and
-            # flatter validation
-            val_child = child_holdout(df[CONTENT_KEY], val_child_fraction, settings.seed)
-            part["train"] &= ~val_child
-            part["validation"] &= val_child
             test_rows = df.loc[
                 part["test"], ["child_id", "as_of", "sex_female", "sex_unknown", "imd_decile"]
             ].reset_index(drop=True)
