@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--children", type=int, default=20000)
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--no-airflow", action="store_true", help="skip Airflow, call stages directly")
+    s.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="do not serve the dashboard at the end (scripts, CI)",
+    )
+    s.add_argument("--port", type=int, default=8000, help="the dashboard's port (default 8000)")
     sub.add_parser("status", help="latest run of each stage and row counts per warehouse layer")
     from linkage import commands as linkage_commands
 
@@ -74,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     _models_parser(sub)
     _quarantine_parser(sub)
     _rights_parser(sub)
+    from joinedup import dashboard_cmd
+
+    dashboard_cmd.register(sub)
     return p
 
 
@@ -316,7 +325,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> dict:
         return figures
     if cmd == "status":
         return status(settings)
-    if cmd in ("models", "quarantine", "rights"):
+    if cmd in ("models", "quarantine", "rights", "dashboard"):
         return args.handler(args, settings)
     if cmd == "linkage":
         from linkage import commands as linkage_commands
@@ -414,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, default=str))
     else:
         _print_human(args.command, figures)
+    if args.command == "demo" and not args.no_serve:
+        from joinedup import dashboard_cmd
+
+        try:
+            dashboard_cmd.serve_demo(settings, args.port)
+        except KeyboardInterrupt:
+            return 0
     return 0
 
 

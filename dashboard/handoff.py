@@ -1,0 +1,77 @@
+"""The hand-off of link decisions to the linkage unit: the app never writes the warehouse.
+
+Owns the decisions file (`link_decisions_<UTC time>_<decision id>.csv`, header
+`decision_id,pair_id,decision,reviewer,reason,decided_at`, docs/linkage.md "Decisions from the
+dashboard"): one file per decision, written atomically into `settings.LINK_DECISIONS_OUTBOX`
+and, in the embedded default, copied atomically into the linkage unit's inbox
+(`settings.LINK_DECISIONS_INBOX`), where the next link run imports it.  In a deployment the
+outbox is carried to the linkage unit by the organisations' secure file exchange instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from dashboard.models import LinkDecision
+
+HEADER = ("decision_id", "pair_id", "decision", "reviewer", "reason", "decided_at")
+
+
+def _atomic_copy(src: Path, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=dest_dir)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest_dir / src.name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest_dir / src.name
+
+
+def write(decision: LinkDecision) -> Path:
+    """Write one decision's file to the outbox (and deliver it in the embedded default)."""
+    outbox = Path(settings.LINK_DECISIONS_OUTBOX)
+    outbox.mkdir(parents=True, exist_ok=True)
+    stamp = decision.decided_at.astimezone(dt_utc()).strftime("%Y%m%dT%H%M%S")
+    name = f"link_decisions_{stamp}_{decision.decision_id}.csv"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=outbox)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(HEADER)
+            w.writerow(
+                [
+                    decision.decision_id,
+                    decision.pair_id,
+                    decision.decision,
+                    decision.reviewer.get_username(),
+                    " ".join(decision.reason.split()),
+                    decision.decided_at.astimezone(dt_utc()).isoformat(timespec="seconds"),
+                ]
+            )
+        os.replace(tmp, outbox / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    path = outbox / name
+    if settings.LINK_DECISIONS_INBOX:
+        _atomic_copy(path, Path(settings.LINK_DECISIONS_INBOX))
+    decision.exported_file = name
+    decision.exported_at = timezone.now()
+    decision.save(update_fields=["exported_file", "exported_at"])
+    return path
+
+
+def dt_utc():
+    import datetime as dt
+
+    return dt.UTC

@@ -1,0 +1,255 @@
+"""What each page reads from the read models: the analysts' list, a child, the link queue, the
+engineers' tables.  SQL lives here, views stay thin.
+
+Owns the list filters (`ListFilters`, parsed and validated from a query string: an unknown band
+or a malformed child id is refused with a message, never echoed into SQL) and the queries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dashboard import readmodels as rm
+
+BANDS = {
+    "within_capacity": "Within capacity",
+    "next_capacity": "Next capacity",
+    "below_capacity": "Below capacity",
+}
+AGE_BANDS = ("0-4", "5-9", "10-15", "16-17", "unknown")
+AGENCIES = ("health", "police", "education", "csc")
+AGENCY_NAMES = {
+    "health": "Health",
+    "police": "Police",
+    "education": "Education",
+    "csc": "Children's social care",
+}
+CHILD_ID = re.compile(r"^C[0-9A-Za-z]{1,40}$")
+SORTS = {"rank": "s.rank", "change": "s.score_change DESC NULLS LAST, s.rank"}
+
+
+@dataclass
+class ListFilters:
+    band: str = ""
+    ward: str = ""
+    age_band: str = ""
+    agency: str = ""
+    rising: bool = False
+    q: str = ""
+    sort: str = "rank"
+    page: int = 1
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, params) -> ListFilters:
+        f = cls()
+        f.band = params.get("band", "")
+        if f.band and f.band not in BANDS:
+            f.errors.append("Unknown score band: choose one from the list.")
+            f.band = ""
+        f.age_band = params.get("age_band", "")
+        if f.age_band and f.age_band not in AGE_BANDS:
+            f.errors.append("Unknown age band: choose one from the list.")
+            f.age_band = ""
+        f.agency = params.get("agency", "")
+        if f.agency and f.agency not in AGENCIES:
+            f.errors.append("Unknown agency: choose one from the list.")
+            f.agency = ""
+        f.ward = params.get("ward", "")
+        if f.ward and not re.fullmatch(r"[A-Za-z0-9]{1,12}", f.ward):
+            f.errors.append("Unknown ward: choose one from the list.")
+            f.ward = ""
+        f.rising = params.get("rising") in ("1", "on", "true")
+        f.q = params.get("q", "").strip()
+        if f.q and not CHILD_ID.fullmatch(f.q):
+            f.errors.append("Search takes a pseudonymous child id: C followed by hex digits.")
+            f.q = ""
+        f.sort = params.get("sort", "rank")
+        if f.sort not in SORTS:
+            f.sort = "rank"
+        try:
+            f.page = max(1, int(params.get("page", "1")))
+        except ValueError:
+            f.page = 1
+        return f
+
+    def where(self) -> tuple[str, list]:
+        clauses, params = ["TRUE"], []
+        if self.band:
+            clauses.append("s.band = ?")
+            params.append(self.band)
+        if self.ward:
+            clauses.append("c.ward_code = ?")
+            params.append(self.ward)
+        if self.age_band:
+            clauses.append("c.age_band = ?")
+            params.append(self.age_band)
+        if self.agency:
+            clauses.append("list_contains(string_split(c.agencies, ','), ?)")
+            params.append(self.agency)
+        if self.rising:
+            clauses.append("s.score_change > 0")
+        if self.q:
+            clauses.append("s.child_id = ?")
+            params.append(self.q)
+        return " AND ".join(clauses), params
+
+    def as_query(self, **override) -> str:
+        from urllib.parse import urlencode
+
+        d = {
+            "band": self.band,
+            "ward": self.ward,
+            "age_band": self.age_band,
+            "agency": self.agency,
+            "rising": "1" if self.rising else "",
+            "q": self.q,
+            "sort": self.sort if self.sort != "rank" else "",
+            "page": str(self.page) if self.page > 1 else "",
+        }
+        d.update({k: str(v) for k, v in override.items()})
+        return urlencode({k: v for k, v in d.items() if v})
+
+    def active(self) -> dict[str, str]:
+        """The filters in force, for the audit log (a child id search is kept: it is the target)."""
+        return {
+            k: v
+            for k, v in {
+                "band": self.band,
+                "ward": self.ward,
+                "age_band": self.age_band,
+                "agency": self.agency,
+                "rising": "1" if self.rising else "",
+                "q": self.q,
+            }.items()
+            if v
+        }
+
+
+def parse_reasons(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {"up": [], "down": [], "method": ""}
+    d = json.loads(raw) if isinstance(raw, str) else raw
+    return {"up": d.get("up") or [], "down": d.get("down") or [], "method": d.get("method", "")}
+
+
+def ranked(f: ListFilters, page_size: int) -> tuple[list[dict], int]:
+    """One page of scored children in rank order (or by rise), and how many match."""
+    where, params = f.where()
+    base = f"FROM scores s JOIN children c USING (child_id) WHERE {where}"
+    total = rm.scalar("analysts", f"SELECT count(*) {base}", params)
+    rows = rm.query(
+        "analysts",
+        "SELECT s.child_id, s.rank, s.score, s.band, s.score_change, s.previous_score, s.reasons, "
+        "c.ward_name, c.ward_code, c.age_band, c.agencies "
+        f"{base} ORDER BY {SORTS[f.sort]} LIMIT ? OFFSET ?",
+        [*params, page_size, (f.page - 1) * page_size],
+    )
+    for r in rows:
+        r["reasons"] = parse_reasons(r["reasons"])
+        r["band_label"] = BANDS.get(r["band"], r["band"])
+    return rows, int(total or 0)
+
+
+def unscored_search(child_id: str) -> dict | None:
+    return rm.one("analysts", "SELECT * FROM children WHERE child_id = ?", [child_id])
+
+
+def wards() -> list[dict]:
+    return rm.query(
+        "analysts",
+        "SELECT ward_code, any_value(ward_name) AS ward_name FROM children "
+        "WHERE ward_code IS NOT NULL GROUP BY ward_code ORDER BY ward_name",
+    )
+
+
+def child(child_id: str) -> dict | None:
+    """The child's attributes and current score (None when the id is not in the snapshot)."""
+    c = rm.one("analysts", "SELECT * FROM children WHERE child_id = ?", [child_id])
+    if c is None:
+        return None
+    s = rm.one("analysts", "SELECT * FROM scores WHERE child_id = ?", [child_id])
+    if s is not None:
+        s["reasons"] = parse_reasons(s["reasons"])
+        s["band_label"] = BANDS.get(s["band"], s["band"])
+    c["score"] = s
+    c["agency_list"] = [a for a in (c.get("agencies") or "").split(",") if a]
+    return c
+
+
+def timeline(child_id: str) -> list[dict]:
+    return rm.query(
+        "analysts",
+        "SELECT agency, CAST(event_month AS DATE) AS month, event_type, value, match_probability "
+        "FROM timeline WHERE child_id = ? ORDER BY event_month, agency, event_type",
+        [child_id],
+    )
+
+
+def score_counts() -> dict[str, Any]:
+    """Scored children per band, the score histogram (20 bins on a log scale of odds is hard to
+    read; plain 0.01-wide bins up to the 99th percentile, then one open bin)."""
+    by_band = rm.query(
+        "analysts", "SELECT band, count(*) AS n FROM scores GROUP BY band ORDER BY band"
+    )
+    hist = rm.query(
+        "analysts",
+        "WITH b AS (SELECT least(floor(score * 50), 49)::INT AS bin FROM scores) "
+        "SELECT bin, count(*) AS n FROM b GROUP BY bin ORDER BY bin",
+    )
+    return {"by_band": by_band, "hist": hist}
+
+
+def models() -> list[dict]:
+    rows = rm.query("analysts", "SELECT * FROM models ORDER BY created_at DESC")
+    for r in rows:
+        r["gate_reasons"] = json.loads(r["gate_reasons"]) if r.get("gate_reasons") else []
+    return rows
+
+
+def model(version: str) -> dict | None:
+    for m in models():
+        if m["version"] == version:
+            return m
+    return None
+
+
+def link_queue(status: str, page: int, page_size: int) -> tuple[list[dict], int]:
+    """Pairs in the clerical review queue (pending or decided at the linkage unit)."""
+    if not rm.has_table("analysts", "link_review"):
+        return [], 0
+    where = "decision IS NULL" if status == "pending" else "decision IS NOT NULL"
+    total = rm.scalar("analysts", f"SELECT count(*) FROM link_review WHERE {where}")
+    rows = rm.query(
+        "analysts",
+        f"SELECT * FROM link_review WHERE {where} ORDER BY rank LIMIT ? OFFSET ?",
+        [page_size, (page - 1) * page_size],
+    )
+    for r in rows:
+        r["evidence"] = _evidence(r.get("evidence_json"))
+    return rows, int(total or 0)
+
+
+def link_pair(pair_id: str) -> dict | None:
+    if not rm.has_table("analysts", "link_review"):
+        return None
+    r = rm.one("analysts", "SELECT * FROM link_review WHERE pair_id = ?", [pair_id])
+    if r is not None:
+        r["evidence"] = _evidence(r.get("evidence_json"))
+    return r
+
+
+def _evidence(raw: Any) -> list[dict]:
+    if not raw:
+        return []
+    items = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(items, dict):
+        return []
+    return [
+        {"comparison": name, "label": v.get("level", ""), "weight": v.get("weight")}
+        for name, v in items.items()
+        if isinstance(v, dict)
+    ]
