@@ -92,3 +92,10 @@ def as_role(make_user, client):
         return client, user
 
     return signed
+
+
+@pytest.fixture
+def settings_override():
+    """`override_settings` as a context manager (pytest-django's `settings` fixture is shadowed
+    by the pipeline's `settings` fixture in tests/conftest.py)."""
+    return override_settings
