@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 CHILDREN ?= 20000
 UV_VERSION := 0.13.8
 
-.PHONY: setup demo run test test-fast lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser-deps chromium demo run test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -19,13 +21,27 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $@
 
+# The browser tests drive Debian's chromium (never a downloaded browser) and check pages with
+# axe-core from the npm registry (locked in package-lock.json).
+browser-deps: chromium node_modules/.installed
+
+chromium:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
 demo: setup
 	$(BIN)/joinedup demo --children $(CHILDREN)
 
 run: setup
 	$(BIN)/joinedup run
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -155,7 +155,7 @@ def timeline_chart(uid: str, events: Sequence[dict], agencies: Sequence[str]) ->
     rows = [a for a in agencies if any(e["agency"] == a for e in events)] or sorted(
         {e["agency"] for e in events}
     )
-    left, right, top, row_h = 170, 16, 16, 34
+    left, right, top, row_h = 170, 40, 16, 34
     width = 720
     height = top + row_h * len(rows) + 40
     w = width - left - right

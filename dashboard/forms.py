@@ -24,7 +24,20 @@ def _no_identifiers(text: str) -> str:
     return text
 
 
-class DecisionForm(forms.ModelForm):
+class _Radios:
+    """Radio choices without Django's blank '---------' option (a choice is required)."""
+
+    radio_field = ""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields[self.radio_field]
+        field.choices = [c for c in field.choices if c[0] != ""]
+
+
+class DecisionForm(_Radios, forms.ModelForm):
+    radio_field = "decision"
+
     class Meta:
         model = ReviewDecision
         fields = ["decision", "reason"]
@@ -38,7 +51,9 @@ class DecisionForm(forms.ModelForm):
         return text
 
 
-class JudgeFirstForm(forms.ModelForm):
+class JudgeFirstForm(_Radios, forms.ModelForm):
+    radio_field = "concern"
+
     class Meta:
         model = JudgeFirstView
         fields = ["concern", "note"]
@@ -49,7 +64,9 @@ class JudgeFirstForm(forms.ModelForm):
         return _no_identifiers(self.cleaned_data.get("note", ""))
 
 
-class LinkDecisionForm(forms.ModelForm):
+class LinkDecisionForm(_Radios, forms.ModelForm):
+    radio_field = "decision"
+
     class Meta:
         model = LinkDecision
         fields = ["decision", "reason"]
