@@ -2,7 +2,7 @@
 
 Owns:
 
-* `SessionLimitsMiddleware`: a session ends after `IDLE_SECONDS` without a request and after
+* `SessionLimitsMiddleware`: a session ends after `IDLE_SECONDS` (to the minute) without a request and after
   `MAX_SESSION_SECONDS` in all, whatever the cookie says (both audited as `session_expired`);
 * `SecondFactorMiddleware`: a user signed in with a password reaches nothing but the second-factor
   pages until a TOTP code is verified (single sign-on users bring the provider's own);
@@ -18,6 +18,10 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.shortcuts import redirect
 from django.urls import reverse
+
+#: how often a request refreshes the session's last-seen time (so idle expiry is exact to this
+#: many seconds, and a burst of requests costs one session write, not one each)
+SEEN_RESOLUTION = 60
 
 #: paths reachable before the second factor (sign-in, sign-out, the factor itself, assets)
 _OPEN_PREFIXES = ("/accounts/", "/static/", "/oidc/", "/health")
@@ -45,7 +49,8 @@ class SessionLimitsMiddleware:
                 audit.record(request, "session_expired", reason=why)
                 logout(request)
                 return redirect(f"{reverse('login')}?expired=1")
-            s["joinedup_seen_at"] = now
+            if now - seen >= SEEN_RESOLUTION:
+                s["joinedup_seen_at"] = now  # a session write at most once a minute
         return self.get_response(request)
 
 

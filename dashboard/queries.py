@@ -28,7 +28,7 @@ AGENCY_NAMES = {
     "csc": "Children's social care",
 }
 CHILD_ID = re.compile(r"^C[0-9A-Za-z]{1,40}$")
-SORTS = {"rank": "s.rank", "change": "s.score_change DESC NULLS LAST, s.rank"}
+SORTS = ("rank", "change")
 
 
 @dataclass
@@ -76,27 +76,6 @@ class ListFilters:
             f.page = 1
         return f
 
-    def where(self) -> tuple[str, list]:
-        clauses, params = ["TRUE"], []
-        if self.band:
-            clauses.append("s.band = ?")
-            params.append(self.band)
-        if self.ward:
-            clauses.append("c.ward_code = ?")
-            params.append(self.ward)
-        if self.age_band:
-            clauses.append("c.age_band = ?")
-            params.append(self.age_band)
-        if self.agency:
-            clauses.append("list_contains(string_split(c.agencies, ','), ?)")
-            params.append(self.agency)
-        if self.rising:
-            clauses.append("s.score_change > 0")
-        if self.q:
-            clauses.append("s.child_id = ?")
-            params.append(self.q)
-        return " AND ".join(clauses), params
-
     def as_query(self, **override) -> str:
         from urllib.parse import urlencode
 
@@ -136,22 +115,69 @@ def parse_reasons(raw: Any) -> dict[str, Any]:
     return {"up": d.get("up") or [], "down": d.get("down") or [], "method": d.get("method", "")}
 
 
+#: the list's index: one short row per scored child, in rank order, with what the list shows
+#: (the top two reasons as text, not the whole reasons JSON); see `readmodels.frame`
+_INDEX_SQL = (
+    "SELECT s.child_id, s.rank, s.score, s.band, s.score_change, c.ward_code, c.ward_name, "
+    "c.age_band, c.agencies, json_extract_string(s.reasons, '$.up[0].text') AS reason_1, "
+    "json_extract_string(s.reasons, '$.up[1].text') AS reason_2, "
+    + ", ".join(f"list_contains(string_split(c.agencies, ','), '{a}') AS has_{a}" for a in AGENCIES)
+    + " FROM scores s JOIN children c USING (child_id) ORDER BY s.rank"
+)
+_ROW_COLUMNS = [
+    "child_id", "rank", "score", "band", "score_change", "ward_code", "ward_name", "age_band",
+    "agencies", "reason_1", "reason_2",
+]  # fmt: skip
+
+
 def ranked(f: ListFilters, page_size: int) -> tuple[list[dict], int]:
-    """One page of scored children in rank order (or by rise), and how many match."""
-    where, params = f.where()
-    base = f"FROM scores s JOIN children c USING (child_id) WHERE {where}"
-    total = rm.scalar("analysts", f"SELECT count(*) {base}", params)
-    rows = rm.query(
-        "analysts",
-        "SELECT s.child_id, s.rank, s.score, s.band, s.score_change, s.previous_score, s.reasons, "
-        "c.ward_name, c.ward_code, c.age_band, c.agencies "
-        f"{base} ORDER BY {SORTS[f.sort]} LIMIT ? OFFSET ?",
-        [*params, page_size, (f.page - 1) * page_size],
-    )
-    for r in rows:
-        r["reasons"] = parse_reasons(r["reasons"])
+    """One page of scored children in rank order (or by rise), and how many match.
+
+    Filtering, ordering and the page itself come from an in-memory index of the snapshot built
+    once per process and publish (~2 ms for 100,000 children, no query per request)."""
+    idx = rm.frame("analysts", "ranked_index", _INDEX_SQL)
+    mask = None
+
+    def both(m):
+        return m if mask is None else mask & m
+
+    if f.band:
+        mask = both(idx["band"].to_numpy() == f.band)
+    if f.ward:
+        mask = both(idx["ward_code"].to_numpy() == f.ward)
+    if f.age_band:
+        mask = both(idx["age_band"].to_numpy() == f.age_band)
+    if f.agency:
+        mask = both(idx[f"has_{f.agency}"].to_numpy(dtype=bool))
+    if f.rising:
+        mask = both(idx["score_change"].fillna(0).to_numpy() > 0)
+    if f.q:
+        mask = both(idx["child_id"].to_numpy() == f.q)
+    sel = idx if mask is None else idx[mask]
+    total = len(sel)
+    if f.sort == "change":
+        sel = sel.sort_values(["score_change", "rank"], ascending=[False, True], na_position="last")
+    start = (f.page - 1) * page_size
+    page = sel.iloc[start : start + page_size][_ROW_COLUMNS]
+    rows = []
+    for r in page.to_dict("records"):
+        change = r["score_change"]
+        r["score_change"] = None if change != change else change  # NaN -> None
+        r["reasons_text"] = [t for t in (r.pop("reason_1"), r.pop("reason_2")) if t]
         r["band_label"] = BANDS.get(r["band"], r["band"])
-    return rows, int(total or 0)
+        r["score_text"] = f"{r['score']:.3f}"
+        r["change_text"] = "new" if r["score_change"] is None else f"{r['score_change']:+.3f}"
+        rows.append(r)
+    return rows, total
+
+
+def warm() -> None:
+    """Build the list index and ward list now (a server worker calls this at start)."""
+    try:
+        rm.frame("analysts", "ranked_index", _INDEX_SQL)
+        wards()
+    except (rm.SnapshotMissing, rm.SnapshotIncompatible):
+        pass
 
 
 def unscored_search(child_id: str) -> dict | None:
@@ -159,11 +185,13 @@ def unscored_search(child_id: str) -> dict | None:
 
 
 def wards() -> list[dict]:
-    return rm.query(
+    df = rm.frame(
         "analysts",
+        "wards",
         "SELECT ward_code, any_value(ward_name) AS ward_name FROM children "
         "WHERE ward_code IS NOT NULL GROUP BY ward_code ORDER BY ward_name",
     )
+    return df.to_dict("records")
 
 
 def child(child_id: str) -> dict | None:

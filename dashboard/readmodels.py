@@ -59,7 +59,8 @@ def _connection(audience: str) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any
         with _lock:
             cur = _open.get(audience)
             if cur is None or cur.ino != st.st_ino or cur.mtime_ns != st.st_mtime_ns:
-                con = duckdb.connect(str(path), read_only=True)
+                # small point queries from many request threads: one DuckDB thread each
+                con = duckdb.connect(str(path), read_only=True, config={"threads": 1})
                 rows = con.execute(
                     "SELECT table_name, n_rows, publish_id, CAST(published_at AS VARCHAR), "
                     "schema_version FROM manifest"
@@ -121,8 +122,30 @@ def scalar(audience: str, sql: str, params: list | tuple = ()) -> Any:
     return row[0] if row else None
 
 
+_frames: dict[tuple, Any] = {}
+
+
+def frame(audience: str, key: str, sql: str):
+    """A query's result as a pandas DataFrame, computed once per published snapshot and process
+    (the list's filter-and-rank index: ~100,000 short rows), dropped when publish swaps a file."""
+    _connection(audience)
+    cur = _open[audience]
+    k = (audience, cur.ino, cur.mtime_ns, key)
+    df = _frames.get(k)
+    if df is None:
+        with _lock:
+            df = _frames.get(k)
+            if df is None:
+                df = cur.con.cursor().execute(sql).df()
+                for old in [o for o in _frames if o[0] == audience and o[3] == key]:
+                    del _frames[old]
+                _frames[k] = df
+    return df
+
+
 def reset() -> None:
     """Forget every open snapshot (tests, and after settings change)."""
     with _lock:
         _open.clear()
+        _frames.clear()
     _local.__dict__.clear()

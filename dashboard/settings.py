@@ -223,8 +223,10 @@ OTP_TOTP_ISSUER = "Joined-Up"
 # -- sessions: expire on idle, and absolutely --------------------------------------------
 IDLE_SECONDS = 60 * int(os.environ.get("JOINEDUP_DASHBOARD_IDLE_MINUTES", "30"))
 MAX_SESSION_SECONDS = 3600 * int(os.environ.get("JOINEDUP_DASHBOARD_MAX_HOURS", "10"))
-SESSION_COOKIE_AGE = IDLE_SECONDS
-SESSION_SAVE_EVERY_REQUEST = True
+# the server-side expiry slides with the last-seen time (written at most once a minute by
+# middleware.SessionLimitsMiddleware, which also enforces both limits itself)
+SESSION_COOKIE_AGE = IDLE_SECONDS + 120
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

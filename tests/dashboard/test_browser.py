@@ -93,9 +93,7 @@ def sign_in(page, live_server, user) -> None:
 def check_accessibility(page, label: str) -> None:
     """axe-core on the page as rendered; serious and critical violations fail the test."""
     page.evaluate(AXE.read_text())
-    result = page.evaluate(
-        "async () => await axe.run(document, {resultTypes: ['violations']})"
-    )
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     bad = [
         f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])}"
         for v in result["violations"]
