@@ -1,15 +1,20 @@
-"""The linkage unit's hand-off to the analytics hub: record token -> child id, and quality figures.
+"""The linkage unit's hand-off to the analytics hub: record token -> child id, quality figures and
+the clerical review queue.
 
 Separation of functions: the hub never sees an identifier encoding, so all it receives from the
 linkage unit is, per linked record, `agency, record_token, child_id, match_probability_max`
-(`MAPPING_COLUMNS`, CSV) and a JSON of aggregate linkage-quality figures (counts, thresholds,
-cluster sizes, review counts, checks, truth figures on synthetic data; never a token).  Both are
-written atomically to the linkage unit's outbox (`settings.handoff_outbox`); in the embedded
-default they are then delivered (copied atomically) into the hub's inbox
-(`settings.handoff_inbox`).  In a deployment the outbox is transferred by the organisations'
-secure file exchange instead (docs/privacy.md, "The exchange").
+(`MAPPING_COLUMNS`, CSV), a JSON of aggregate linkage-quality figures (counts, thresholds,
+cluster sizes, review counts, checks, truth figures on synthetic data; never a token), and the
+review queue for the dashboard (`REVIEW_QUEUE_COLUMNS`, CSV: pair id, agencies, child ids,
+probability, weight, evidence labels and weights, latest decision; never a record token, Bloom
+filter or encoding -- the columns are an allow-list).  All are written atomically to the linkage
+unit's outbox (`settings.handoff_outbox`); in the embedded default they are then delivered
+(copied atomically) into the hub's inbox (`settings.handoff_inbox`).  In a deployment the outbox
+is transferred by the organisations' secure file exchange instead (docs/privacy.md, "The
+exchange").
 
-Owns: `MAPPING_COLUMNS`, `MAPPING_FILE`, `QUALITY_FILE`, `send`.
+Owns: `MAPPING_COLUMNS`, `MAPPING_FILE`, `QUALITY_FILE`, `REVIEW_QUEUE_COLUMNS`,
+`REVIEW_QUEUE_FILE`, `review_queue_frame`, `send`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ from joinedup.config import Settings
 
 MAPPING_FILE = "child_mapping.csv"
 QUALITY_FILE = "linkage_quality.json"
+REVIEW_QUEUE_FILE = "review_queue.csv"
 MAPPING_COLUMNS: tuple[str, ...] = ("agency", "record_token", "child_id", "match_probability_max")
+#: the review queue as the hub receives it: no record token, Bloom filter or encoding, ever
+REVIEW_QUEUE_COLUMNS: tuple[str, ...] = (
+    "pair_id", "rank", "agency_l", "child_id_l", "agency_r", "child_id_r", "match_probability",
+    "match_weight", "model_side", "evidence_json", "decision", "queued_at", "run_id",
+)  # fmt: skip
 #: decimal places of `match_probability_max` in the mapping file
 PROBABILITY_DECIMALS = 6
 #: figures of the link stage that are aggregates and safe to hand to the hub
@@ -64,9 +75,26 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def send(settings: Settings, records: pd.DataFrame, figures: dict) -> dict:
-    """Write the mapping and the quality figures to the outbox and deliver them to the hub's
-    inbox (embedded default).  Returns counts and paths only."""
+def review_queue_frame(queue: pd.DataFrame | None) -> pd.DataFrame:
+    """`linked.review_queue` rows (`linkage.review.QUEUE_COLUMNS`) reduced to the allow-listed
+    `REVIEW_QUEUE_COLUMNS`, as text where the CSV needs it: empty decision while pending,
+    `queued_at` as ISO-8601 UTC (`...Z`), empty evidence when unavailable.  Ordered by rank."""
+    if queue is None or queue.empty:
+        return pd.DataFrame(columns=list(REVIEW_QUEUE_COLUMNS))
+    q = queue.reindex(columns=list(REVIEW_QUEUE_COLUMNS)).sort_values("rank", kind="stable")
+    q["rank"] = q["rank"].astype(int)
+    q["decision"] = q["decision"].fillna("")
+    q["evidence_json"] = q["evidence_json"].fillna("")
+    q["queued_at"] = pd.to_datetime(q["queued_at"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return q
+
+
+def send(
+    settings: Settings, records: pd.DataFrame, figures: dict, queue: pd.DataFrame | None = None
+) -> dict:
+    """Write the mapping, the quality figures and the review queue (`queue`: the rows of
+    `linked.review_queue`; None writes an empty queue) to the outbox and deliver them to the
+    hub's inbox (embedded default).  Returns counts and paths only."""
     outbox = settings.handoff_outbox
     mapping = records.reindex(columns=list(MAPPING_COLUMNS)).sort_values(
         ["agency", "record_token"], kind="stable"
@@ -84,10 +112,22 @@ def send(settings: Settings, records: pd.DataFrame, figures: dict) -> dict:
         outbox / QUALITY_FILE,
         lambda f: json.dump(quality, f, indent=2, default=str, sort_keys=True),
     )
+    review_queue = review_queue_frame(queue)
+    _atomic_write(
+        outbox / REVIEW_QUEUE_FILE,
+        lambda f: review_queue.to_csv(
+            f, index=False, lineterminator="\n", float_format=f"%.{PROBABILITY_DECIMALS}f"
+        ),
+    )
     inbox = settings.handoff_inbox
     inbox.mkdir(parents=True, exist_ok=True)
-    for name in (MAPPING_FILE, QUALITY_FILE):
+    for name in (REVIEW_QUEUE_FILE, QUALITY_FILE, MAPPING_FILE):
         tmp = inbox / f".{name}.{os.getpid()}.tmp"
         shutil.copyfile(outbox / name, tmp)
         os.replace(tmp, inbox / name)
-    return {"records": int(len(mapping)), "outbox": str(outbox), "delivered_to": str(inbox)}
+    return {
+        "records": int(len(mapping)),
+        "review_queue": int(len(review_queue)),
+        "outbox": str(outbox),
+        "delivered_to": str(inbox),
+    }

@@ -556,5 +556,5 @@ def run(settings: Settings, **options: object) -> dict:
     if options.get("report", True):
         charts["Cluster sizes"] = report.cluster_size_chart(size_dist)
         figures["outputs"] = report.write(settings.outputs_dir / "linkage", figures, charts)
-    figures["handoff"] = handoff.send(settings, records, figures)
+    figures["handoff"] = handoff.send(settings, records, figures, queue)
     return figures

@@ -142,6 +142,17 @@ def _make_hub(settings: Settings) -> None:
             FROM linked.children
             """
         )
+        con.execute(
+            """
+            INSERT INTO linked.link_review
+            SELECT 'R' || lpad(printf('%x', i), 12, '0'), i::INTEGER, 'health',
+                   'C' || lpad(i::VARCHAR, 5, '0'), 'police',
+                   'C' || lpad((i + 1)::VARCHAR, 5, '0'), 0.9 + i / 100, 3.2, 'no link',
+                   '{"dob": {"level": "exact", "weight": 8.8}}',
+                   CASE WHEN i = 1 THEN 'accept' END, TIMESTAMP '2026-10-01 12:00:00', 'run1'
+            FROM range(1, 6) t(i)
+            """
+        )
         con.execute(f"CREATE TABLE scores.forecast ({FORECAST_SCHEMA})")
         con.execute(
             "INSERT INTO scores.forecast VALUES "
@@ -223,6 +234,7 @@ def test_publish_builds_three_checked_snapshots(hub):
     assert audited == {
         "published_analysts",
         "published_analysts.scores",
+        "published_analysts.link_review",
         "published_planners",
         "published_planners.counts",
         "published_engineers",
@@ -259,6 +271,14 @@ def test_analysts_snapshot_is_pseudonymous_child_level_only(hub):
             "SELECT version, promoted, is_current FROM models"
         ).fetchone()
         assert (version, promoted, current) == ("v1", True, True)
+        # the clerical review queue: pair ids and child ids, labels and weights, no token
+        queue = con.execute("SELECT * FROM link_review ORDER BY rank").df()
+        assert list(queue["rank"]) == [1, 2, 3, 4, 5]
+        assert list(queue["decision"].fillna("")) == ["accept", "", "", "", ""]
+        assert queue["pair_id"].str.fullmatch(r"R[0-9a-f]{12}").all()
+        assert con.execute("SELECT DISTINCT schema_version FROM manifest").fetchall() == [
+            ("1.1.0",)
+        ]
     with connect(hub) as con:
         assert_no_raw_values(path, con)
 
@@ -409,6 +429,19 @@ def test_a_failed_suite_fails_publish_and_keeps_the_old_ones(hub, monkeypatch):
             ).fetchone()[0]
             == 1
         )
+
+
+def test_a_token_in_the_review_queue_fails_publish(hub):
+    publish.run(hub)
+    before = _snapshot_bytes(hub)
+    with connect(hub) as con:
+        con.execute(
+            "UPDATE linked.link_review SET evidence_json = json_object('dob', json_object("
+            "'level', md5('rec2'), 'weight', 1.0)) WHERE rank = 2"
+        )
+    with pytest.raises(PublishCheckFailed, match="link_review.evidence_json"):
+        publish.run(hub)
+    assert _snapshot_bytes(hub) == before
 
 
 def test_a_rerun_is_idempotent(hub):

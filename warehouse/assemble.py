@@ -11,7 +11,12 @@ agencies sent the hub directly (coarse attributes and events), in one checked tr
 - `linked.records`: every current attributes record the linkage unit gave a child;
 - `linked.children`: one row per child, clear attributes by majority (ward: most recent), the
   ward's deprivation decile, the number of records and the agencies that hold them;
-- `linked.events`: every current event, with its child (NULL when the record has no child).
+- `linked.events`: every current event, with its child (NULL when the record has no child);
+- `linked.link_review`: the linkage unit's clerical review queue
+  (`linkage.handoff.REVIEW_QUEUE_FILE`: pair id, agencies, child ids, probability, weight,
+  evidence labels and weights, latest decision; never a token), checked row by row like the
+  mapping (`read_review_queue`); an absent file (an older linkage unit) is an empty queue.
+  Decisions are never made here: the dashboard hands them back to the linkage unit.
 
 The linked_records / linked_children / linked_events suites run before COMMIT.  Every run also
 reports how identifying the hub's clear demographics are (`privacy_risk`): the share of children
@@ -22,14 +27,22 @@ unique (k = 1), in groups under 5 and under 10 on sex, birth year, ethnicity and
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from joinedup import contract
 from joinedup.config import Settings
-from linkage.handoff import MAPPING_COLUMNS, MAPPING_FILE, QUALITY_FILE
+from linkage.handoff import (
+    MAPPING_COLUMNS,
+    MAPPING_FILE,
+    QUALITY_FILE,
+    REVIEW_QUEUE_COLUMNS,
+    REVIEW_QUEUE_FILE,
+)
 from warehouse.db import connect
 
 #: the clear demographics a motivated intruder could know, held at the hub per child
@@ -41,6 +54,21 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     ("record_token", rf"^[0-9a-f]{{{contract.TOKEN_HEX_LENGTH}}}$", "record_token must be a token"),
     ("child_id", r"^C[0-9a-f]{10}$", "child_id must be C and 10 lowercase hex characters"),
 )
+_CHILD_ID = r"^C[0-9a-f]{10}$"
+_AGENCY = rf"^({'|'.join(contract.AGENCIES)})$"
+_QUEUE_RULES: tuple[tuple[str, str, str], ...] = (
+    ("pair_id", r"^R[0-9a-f]{12}$", "pair_id must be R and 12 lowercase hex characters"),
+    ("rank", r"^[1-9][0-9]{0,8}$", "rank must be a positive whole number"),
+    ("agency_l", _AGENCY, "agency_l must be an agency code"),
+    ("child_id_l", _CHILD_ID, "child_id_l must be C and 10 lowercase hex characters"),
+    ("agency_r", _AGENCY, "agency_r must be an agency code"),
+    ("child_id_r", _CHILD_ID, "child_id_r must be C and 10 lowercase hex characters"),
+    ("model_side", r"^(link|no link)$", "model_side must be link or no link"),
+    ("decision", r"^(accept|reject)?$", "decision must be accept, reject or empty"),
+    ("run_id", r"^[A-Za-z0-9_.:+-]{1,100}$", "run_id must be 1-100 letters, digits, _ . : + -"),
+)
+#: a run of hex digits long enough to be (part of) a token or Bloom filter
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
 
 
 class HandoffError(ValueError):
@@ -80,6 +108,75 @@ def read_mapping(path: Path) -> pd.DataFrame:
         row = int(dup.to_numpy().argmax()) + 1
         raise HandoffError(f"{path.name} row {row}: a record appears twice (rule: unique)")
     frame["match_probability_max"] = prob
+    return frame
+
+
+def _first_bad(bad: pd.Series) -> int | None:
+    return int(bad.to_numpy().argmax()) + 1 if bad.any() else None
+
+
+def _evidence_ok(text: str) -> bool:
+    """Empty (evidence unavailable), or a JSON object {comparison: {level, weight}} of labels
+    and numbers only, with no run of hex digits a token could hide in."""
+    if text == "":
+        return True
+    if _HEX_RUN.search(text):
+        return False
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and all(
+        isinstance(v, dict)
+        and set(v) == {"level", "weight"}
+        and isinstance(v["level"], str)
+        and isinstance(v["weight"], int | float)
+        and not isinstance(v["weight"], bool)
+        for v in value.values()
+    )
+
+
+def read_review_queue(path: Path, mapping: pd.DataFrame) -> pd.DataFrame:
+    """The hand-off review queue, checked: exact columns (`REVIEW_QUEUE_COLUMNS`: never a token),
+    every value of its shape, probability in [0, 1], evidence labels and weights only, both child
+    ids in the hand-off `mapping`, one row per pair.  An absent file is an empty queue.  Raises
+    HandoffError naming the file, the first bad row and the rule, never the value."""
+    if not path.is_file():
+        return pd.DataFrame(columns=list(REVIEW_QUEUE_COLUMNS))
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if tuple(frame.columns) != REVIEW_QUEUE_COLUMNS:
+        raise HandoffError(
+            f"{path.name} row 0: columns must be exactly {', '.join(REVIEW_QUEUE_COLUMNS)} "
+            "(rule: header)"
+        )
+    children = set(mapping["child_id"])
+    prob = pd.to_numeric(frame["match_probability"], errors="coerce")
+    weight = pd.to_numeric(frame["match_weight"], errors="coerce")
+    queued = pd.to_datetime(frame["queued_at"], format="ISO8601", utc=True, errors="coerce")
+    checks: list[tuple[str, pd.Series, str]] = [
+        (col, ~frame[col].str.fullmatch(pattern), rule) for col, pattern, rule in _QUEUE_RULES
+    ]
+    checks += [
+        ("child_id_l", ~frame["child_id_l"].isin(children),
+         "child_id_l must be a child of the hand-off mapping"),
+        ("child_id_r", ~frame["child_id_r"].isin(children),
+         "child_id_r must be a child of the hand-off mapping"),
+        ("match_probability", ~prob.between(0.0, 1.0), "match_probability must be a probability"),
+        ("match_weight", ~np.isfinite(weight.astype(float)), "match_weight must be a number"),
+        ("evidence_json", ~frame["evidence_json"].map(_evidence_ok),
+         "evidence_json must be empty or a JSON object of comparison: {level, weight}"),
+        ("queued_at", queued.isna(), "queued_at must be an ISO-8601 UTC timestamp"),
+        ("unique", frame.duplicated(["pair_id"]), "a pair appears twice"),
+    ]  # fmt: skip
+    first = [(row, col, rule) for col, bad, rule in checks if (row := _first_bad(bad))]
+    if first:
+        row, col, rule = min(first, key=lambda f: f[0])
+        raise HandoffError(f"{path.name} row {row}: {rule} (rule: {col})")
+    frame["rank"] = frame["rank"].astype(int)
+    frame["match_probability"], frame["match_weight"] = prob, weight
+    frame["queued_at"] = queued.dt.tz_convert("UTC").dt.tz_localize(None)
+    for col in ("evidence_json", "decision"):
+        frame[col] = frame[col].where(frame[col] != "", None)
     return frame
 
 
@@ -139,11 +236,16 @@ def children_sql() -> str:
     )
 
 
-def build_linked(con, settings: Settings | None, mapping: pd.DataFrame) -> dict:
-    """Replace linked.mapping/records/children/events in one checked transaction."""
+def build_linked(
+    con, settings: Settings | None, mapping: pd.DataFrame, queue: pd.DataFrame | None = None
+) -> dict:
+    """Replace linked.mapping/records/children/events (and linked.link_review, when `queue` is
+    given) in one checked transaction."""
     from expectations.downstream import checked_transaction
 
     con.register("_mapping", mapping)
+    if queue is not None:
+        con.register("_link_review", queue.reindex(columns=list(REVIEW_QUEUE_COLUMNS)))
     try:
         with checked_transaction(con, settings, LINKED_TABLES, "assemble.before_commit") as checks:
             con.execute(
@@ -153,8 +255,17 @@ def build_linked(con, settings: Settings | None, mapping: pd.DataFrame) -> dict:
             con.execute(_RECORDS_SQL)
             con.execute(children_sql())
             con.execute(_EVENTS_SQL)
+            if queue is not None:
+                cols = ", ".join(REVIEW_QUEUE_COLUMNS)
+                con.execute("DELETE FROM linked.link_review")
+                con.execute(
+                    f"INSERT INTO linked.link_review ({cols}) SELECT {cols} FROM _link_review "
+                    "ORDER BY rank"
+                )
     finally:
         con.unregister("_mapping")
+        if queue is not None:
+            con.unregister("_link_review")
     return checks
 
 
@@ -187,8 +298,9 @@ def run(settings: Settings, **options: object) -> dict:
     started = time.perf_counter()
     inbox = settings.handoff_inbox
     mapping = read_mapping(inbox / MAPPING_FILE)
+    queue = read_review_queue(inbox / REVIEW_QUEUE_FILE, mapping)
     with connect(settings) as con:
-        checks = build_linked(con, settings, mapping)
+        checks = build_linked(con, settings, mapping, queue)
         counts = con.execute(
             "SELECT (SELECT count(*) FROM linked.records), (SELECT count(*) FROM linked.children), "
             "(SELECT count(*) FROM linked.events), "
@@ -213,6 +325,8 @@ def run(settings: Settings, **options: object) -> dict:
         "events": int(counts[2]),
         "events_without_child": int(counts[3]),
         "records_without_child": int(counts[4]),
+        "review_queue": int(len(queue)),
+        "review_pending": int(queue["decision"].isna().sum()) if len(queue) else 0,
         "checks": checks,
         "privacy_risk": risk,
         "seconds": round(time.perf_counter() - started, 3),

@@ -13,7 +13,8 @@ what remains, and children left with no record leave `features.child_month` and
 `linked.review_decisions` (either side); and any other table of the store keyed by
 (agency, record_token) (`warehouse.rights_purge`).  Raw rows removed are counted per load in `rights.purged_rows`, which
 validation's conservation subtracts from the rows the load recorded.  After COMMIT the hand-off
-file (`child_mapping.csv`: the linkage unit's outbox, the hub's inbox) is rewritten without them,
+file (`child_mapping.csv`: the linkage unit's outbox, the hub's inbox) is rewritten without them
+(and its `review_queue.csv` without their children's pairs),
 and at the hub the published snapshots, if any, are rebuilt (`publish`).
 
 **Enforcement** (`enforce`, called by `warehouse.ingest.run`): rows of registered records in
@@ -222,9 +223,37 @@ def apply_optouts(
     return out
 
 
+def _rewrite(path: Path, frame: pd.DataFrame) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            frame.to_csv(f, index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _purge_review_queue_file(folder: Path, children: set[str]) -> None:
+    """Rewrite the hand-off review queue in `folder` without any pair of `children` (the queue
+    names children, not records; the next hand-off brings back the pairs still queued)."""
+    from linkage.handoff import REVIEW_QUEUE_FILE
+
+    path = folder / REVIEW_QUEUE_FILE
+    if not children or not path.is_file():
+        return
+    queue = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"child_id_l", "child_id_r"} <= set(queue.columns):
+        return
+    drop = queue["child_id_l"].isin(children) | queue["child_id_r"].isin(children)
+    if drop.any():
+        _rewrite(path, queue[~drop])
+
+
 def _purge_handoff(settings: Settings, records: pd.DataFrame) -> int:
     """Rewrite this unit's copy of the hand-off mapping (linkage unit: outbox; hub: inbox)
-    without the records, atomically.  Returns the rows removed."""
+    without the records, and its review queue without their children's pairs, atomically.
+    Returns the mapping rows removed."""
     from linkage.handoff import MAPPING_FILE
 
     folder = settings.handoff_outbox if settings.unit == "linkage" else settings.handoff_inbox
@@ -239,14 +268,9 @@ def _purge_handoff(settings: Settings, records: pd.DataFrame) -> int:
     )
     if not drop.any():
         return 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            frame[~drop].to_csv(f, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if "child_id" in frame.columns:
+        _purge_review_queue_file(folder, set(frame.loc[drop, "child_id"]) - {""})
+    _rewrite(path, frame[~drop])
     return int(drop.sum())
 
 

@@ -5,7 +5,7 @@ table `KEYS` (agency, record_token, request_id).  `purge_layers` removes the raw
 quarantine rows of the unit's file kinds and counts the raw rows per load in
 `rights.purged_rows` (validation's conservation subtracts them); `purge` adds the unit's linked
 layer (hub: mapping, records, events, children rebuilt, children with no record left leave
-features and scores; linkage unit: records, pairs, review queue and decisions, either side) and
+features and scores, every review-queue pair of a child that held such a record; linkage unit: records, pairs, review queue and decisions, either side) and
 sweeps any other table keyed by (agency, record_token).  Counts only; no value is read out.
 """
 
@@ -114,6 +114,15 @@ def _purge_hub(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                     "USING (agency, record_token) WHERE t.child_id IS NOT NULL"
                 ).fetchall()
             }
+    if table_exists(con, "linked.link_review"):
+        # the review queue names children, not records: every queued pair of a child that held
+        # an opted-out record goes (the next hand-off brings back those still queued)
+        removed["linked.link_review"] = count(
+            con,
+            "DELETE FROM linked.link_review WHERE child_id_l IN (SELECT unnest(?::VARCHAR[])) "
+            "OR child_id_r IN (SELECT unnest(?::VARCHAR[]))",
+            [sorted(affected), sorted(affected)],
+        )
     for table in _HUB_LINKED:
         if table_exists(con, table):
             removed[table] = count(

@@ -1,7 +1,9 @@
 """Published read models: one snapshot file per audience, built from the analytics hub.
 
 - `analysts` (`published_analysts.duckdb`): pseudonymous child level -- children, timeline,
-  scores, models.  No token, no raw/staging/quarantine/audit data, no load ids.
+  scores, models, and the clerical link-review queue (`link_review`, since 1.1.0: pair ids,
+  child ids, evidence labels and weights).  No token, no raw/staging/quarantine/audit data, no
+  load ids.
 - `planners` (`published_planners.duckdb`): aggregates only, small numbers suppressed; no
   child id anywhere.
 - `engineers` (`published_engineers.duckdb`): pipeline health -- stage runs, validations,
@@ -15,5 +17,5 @@ module's `TABLES` is the same schema as code.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 AUDIENCES: tuple[str, ...] = ("analysts", "planners", "engineers")

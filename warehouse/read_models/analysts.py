@@ -2,10 +2,12 @@
 
 Owns the analysts' `TABLES` (documented in docs/read-models.md, "Analysts") and `build`, which
 fills them in an attached snapshot catalog from `linked.children`, `linked.events`,
-`linked.records` (only the link's match probability), `scores.current`, `reference.wards` and
-the model registry.  Deliberately absent: every token (record, event, name, date of birth,
-number), every Bloom filter, load ids and row numbers, and anything from raw, staging,
-quarantine or audit.  A score is a prompt for professional judgement, never a decision.
+`linked.records` (only the link's match probability), `scores.current`, `reference.wards`,
+`linked.link_review` (the linkage unit's clerical review queue: pair ids, child ids, evidence
+labels and weights) and the model registry.  Deliberately absent: every token (record, event,
+name, date of birth, number), every Bloom filter, load ids and row numbers, and anything from
+raw, staging, quarantine or audit.  A score is a prompt for professional judgement, never a
+decision; a link decision is made in the dashboard but applied only at the linkage unit.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from joinedup.config import Settings
-from warehouse.read_models.hub import MODEL_COLUMNS, model_rows, source
+from warehouse.read_models.hub import HUB_TABLES, MODEL_COLUMNS, model_rows, source
 
 TABLES: dict[str, dict[str, str]] = {
     "children": {
@@ -49,6 +51,7 @@ TABLES: dict[str, dict[str, str]] = {
         "score_change": "DOUBLE",
     },
     "models": MODEL_COLUMNS,
+    "link_review": dict(HUB_TABLES["linked.link_review"]),
 }
 
 #: score bands by rank against the council's monthly capacity (settings.capacity_per_month)
@@ -136,6 +139,12 @@ def build(
                score - previous_score AS score_change
         FROM carried ORDER BY rank
         """
+    )
+    link_review = source(con, "linked.link_review")
+    cols = ", ".join(TABLES["link_review"])
+    con.execute(
+        f"INSERT INTO {cat}.main.link_review ({cols}) SELECT {cols} FROM {link_review} "
+        "ORDER BY rank, pair_id"
     )
     rows = model_rows(settings)
     if rows:

@@ -6,8 +6,9 @@ per committed suite `expectations/suites/published_<audience>*.json` -- and `raw
 `assert_no_raw_values`, which prove with DuckDB joins that no text cell of a snapshot equals, or
 contains as a hex run, any token or Bloom filter value present in the hub's `raw.*` tables.
 
-The frames hold only what a rule needs: column names and types (schema suites), scores and
-derived flags (analysts), counts (planners), reasons (engineers); never a token.
+The frames hold only what a rule needs: column names and types (schema suites), scores, the
+link-review queue's ids, probabilities and derived flags (analysts), counts (planners), reasons
+(engineers); never a token.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from joinedup.config import Settings
 
 #: identifier-like columns no snapshot holds (besides every *_token and *_bf column)
 FORBIDDEN_COLUMNS: dict[str, tuple[str, ...]] = {
-    "analysts": ("load_id", "row_number", "source_loads", "pair_id"),
+    # pair_id is allowed for analysts (link_review): a one-way hash naming a queued pair
+    "analysts": ("load_id", "row_number", "source_loads"),
     "planners": ("child_id", "load_id", "row_number", "source_loads", "pair_id"),
     "engineers": ("child_id", "source_loads", "pair_id"),
 }
@@ -70,6 +72,23 @@ def _analysts_scores_frame(catalog: str) -> Callable[[Any, Settings], pd.DataFra
                    (s.reasons IS NOT NULL AND json_type(s.reasons) = 'OBJECT') AS has_reasons,
                    (s.score_change IS NULL) = (s.previous_score IS NULL) AS change_consistent
             FROM {catalog}.main.scores s LEFT JOIN {catalog}.main.children c USING (child_id)
+            """
+        ).df()
+
+    return frame
+
+
+def _analysts_link_review_frame(catalog: str) -> Callable[[Any, Settings], pd.DataFrame]:
+    def frame(con: Any, settings: Settings) -> pd.DataFrame:
+        return con.execute(
+            f"""
+            SELECT q.pair_id, q.rank, q.match_probability, q.model_side, q.decision,
+                   NOT coalesce(regexp_matches(CAST(q.evidence_json AS VARCHAR), '{_HEX_RUN}'),
+                                false) AS evidence_has_no_hex_run,
+                   (q.child_id_l IN (SELECT child_id FROM {catalog}.main.children)
+                    AND q.child_id_r IN (SELECT child_id FROM {catalog}.main.children))
+                       AS children_in_children
+            FROM {catalog}.main.link_review q
             """
         ).df()
 
@@ -149,6 +168,8 @@ def targets(audience: str, catalog: str) -> list[Target]:
     if audience == "analysts":
         frame = _analysts_scores_frame(catalog)
         out.append(Target(f"{name}.scores", f"{name}_scores", frame, _none, _no_baseline))
+        frame = _analysts_link_review_frame(catalog)
+        out.append(Target(f"{name}.link_review", f"{name}_link_review", frame, _none, _no_baseline))
     elif audience == "planners":
         frame = _planners_counts_frame(catalog)
         out.append(Target(f"{name}.counts", f"{name}_counts", frame, _threshold, _no_baseline))

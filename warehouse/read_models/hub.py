@@ -69,6 +69,21 @@ HUB_TABLES: dict[str, dict[str, str]] = {
         "model_version": "VARCHAR",
     },
     "reference.wards": {"ward_code": "VARCHAR", "ward_name": "VARCHAR", "imd_decile": "INTEGER"},
+    "linked.link_review": {
+        "pair_id": "VARCHAR",
+        "rank": "INTEGER",
+        "agency_l": "VARCHAR",
+        "child_id_l": "VARCHAR",
+        "agency_r": "VARCHAR",
+        "child_id_r": "VARCHAR",
+        "match_probability": "DOUBLE",
+        "match_weight": "DOUBLE",
+        "model_side": "VARCHAR",
+        "evidence_json": "JSON",
+        "decision": "VARCHAR",
+        "queued_at": "TIMESTAMP",
+        "run_id": "VARCHAR",
+    },
 }
 
 
