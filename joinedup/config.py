@@ -134,6 +134,20 @@ class Settings:
         return self.home / "inbox" / "linkage_unit"
 
     @property
+    def review_decisions_inbox(self) -> Path:
+        """Where the linkage unit receives clerical-review decisions files
+        (`link_decisions_*.csv`, docs/linkage.md) from the hub's dashboard; the link stage
+        imports them (`linkage.review_import`) and files each under `processed/` or `rejected/`."""
+        return self.home / "linkage_unit" / "inbox" / "review_decisions"
+
+    @property
+    def dashboard_outbox(self) -> Path:
+        """Where the dashboard writes the decisions files for the linkage unit (copied atomically
+        into `review_decisions_inbox` in the embedded default; sent by file exchange in a
+        deployment)."""
+        return self.home / "dashboard" / "outbox"
+
+    @property
     def models_dir(self) -> Path:
         """Model registry: one folder per model version."""
         return self.home / "models"

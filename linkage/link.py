@@ -14,7 +14,9 @@ cannot-link constraints (`linkage.review`), keeps child ids stable, and records 
 with its cause (`id_history`). Replaces `linked.records`, `linked.pairs` and
 `linked.review_queue` and appends to `linked.child_id_history`, all in one transaction. Writes
 `outputs/linkage/metrics.json` and `report.html` (with truth figures on synthetic data), then the
-hand-off to the hub (`linkage.handoff`: record token -> child id, and aggregate quality figures).
+hand-off to the hub (`linkage.handoff`: record token -> child id, aggregate quality figures and
+the review queue without tokens).  Every run first imports the decisions files the dashboard
+sent (`linkage.review_import`, from `settings.review_decisions_inbox`), so they apply in it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ import numpy as np
 import pandas as pd
 
 from joinedup.config import Settings
-from linkage import clustering, evaluate, handoff, incremental, model, report, review, truth
+from linkage import (
+    clustering,
+    evaluate,
+    handoff,
+    incremental,
+    model,
+    report,
+    review,
+    review_import,
+    truth,
+)
 from linkage.errors import LinkageError
 from warehouse.db import connect
 
@@ -415,6 +427,11 @@ def run(settings: Settings, **options: object) -> dict:
             "ORDER BY p.agency, p.extract_date, l.file_name, p.row_number, p.record_token"
         ).df()
         previous = _previous(con)
+        # decisions made in the dashboard since the last run apply in this one
+        imported = review_import.import_inbox(con, settings.review_decisions_inbox)
+        for f in imported["files"]:
+            if f["error"]:
+                log.warning("review decisions file rejected: %s", f["error"])
         decisions = review.latest_decisions(con)
         status = incremental.record_status(con) if previous is not None else None
         steps["read"] = round(time.perf_counter() - t, 2)
@@ -542,7 +559,11 @@ def run(settings: Settings, **options: object) -> dict:
             "checks": checks,
             **extra,
             **model_figures,
-            "review": review.figures(decisions, all_pairs, child_of, threshold, queue),
+            "review": {
+                **review.figures(decisions, all_pairs, child_of, threshold, queue),
+                **{k: v for k, v in imported.items() if k != "files"},
+            },
+            "review_import": imported["files"],
         }
         if truth.has_truth(settings):
             t = time.perf_counter()

@@ -11,7 +11,9 @@ Owns:
   SQL in the private Splink DuckDB -- never a token or Bloom-filter value;
 * pair ids (`pair_id`): a short hash of the two stable record identities (agency +
   record_token), so decisions survive re-runs;
-* decisions in `linked.review_decisions` (append-only; the latest decision per pair wins);
+* decisions in `linked.review_decisions` (append-only; the latest decision per pair wins):
+  `decide` (the CLI) and `pair_identity` / `insert_decision` (also used by
+  `linkage.review_import` for the dashboard's decisions files);
 * constraints for clustering: accepted pairs are forced links, rejected pairs cannot-links
   (`prepare_edges`, `enforce`);
 * review figures: decisions so far and the agreement of the model's side of the threshold with
@@ -193,6 +195,37 @@ def latest_decisions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                "match_probability", "decided_at"]]  # fmt: skip
 
 
+#: the longest reviewer name and reason a decision may hold
+REVIEWER_MAX, REASON_MAX = 80, 500
+
+
+def pair_identity(con: duckdb.DuckDBPyConnection, pair: str) -> tuple | None:
+    """(agency_l, record_token_l, agency_r, record_token_r, match probability) of a queued or
+    previously decided pair, or None when the linkage unit does not know the pair id."""
+    rows = con.execute(
+        "SELECT agency_l, record_token_l, agency_r, record_token_r, match_probability "
+        "FROM linked.review_queue WHERE pair_id = ? "
+        "UNION ALL SELECT agency_l, record_token_l, agency_r, record_token_r, match_probability "
+        "FROM linked.review_decisions WHERE pair_id = ?",
+        [pair, pair],
+    ).fetchall()
+    return tuple(rows[0]) if rows else None
+
+
+def insert_decision(
+    con: duckdb.DuckDBPyConnection, decision_id: str, pair: str, identity: tuple, decision: str,
+    reviewer: str, reason: str | None, decided_at: dt.datetime,
+) -> None:  # fmt: skip
+    """Append one checked decision (`identity` from `pair_identity`; `decided_at` naive UTC)."""
+    a_l, t_l, a_r, t_r, prob = identity
+    con.execute(
+        "INSERT INTO linked.review_decisions (decision_id, pair_id, agency_l, record_token_l, "
+        "agency_r, record_token_r, decision, reviewer, reason, match_probability, decided_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [decision_id, pair, a_l, t_l, a_r, t_r, decision, reviewer, reason, prob, decided_at],
+    )
+
+
 def decide(
     con: duckdb.DuckDBPyConnection,
     pair: str,
@@ -201,34 +234,25 @@ def decide(
     reason: str | None = None,
 ) -> dict:
     """Record a reviewer's decision on a queued (or previously decided) pair. Append-only; the
-    latest decision per pair wins; applied on the next link run."""
+    latest decision per pair wins; applied on the next link run.  (Decisions made in the
+    dashboard arrive as files: `linkage.review_import`.)"""
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {', '.join(DECISIONS)} (got {decision!r})")
     reviewer = (reviewer or "").strip()
-    if not reviewer or len(reviewer) > 80:
-        raise ValueError("--reviewer must be a non-empty name of at most 80 characters")
-    if reason is not None and len(reason) > 500:
-        raise ValueError("--reason must be at most 500 characters")
-    rows = con.execute(
-        "SELECT agency_l, record_token_l, agency_r, record_token_r, match_probability "
-        "FROM linked.review_queue WHERE pair_id = ? "
-        "UNION ALL SELECT agency_l, record_token_l, agency_r, record_token_r, match_probability "
-        "FROM linked.review_decisions WHERE pair_id = ?",
-        [pair, pair],
-    ).fetchall()
-    if not rows:
+    if not reviewer or len(reviewer) > REVIEWER_MAX:
+        raise ValueError(
+            f"--reviewer must be a non-empty name of at most {REVIEWER_MAX} characters"
+        )
+    if reason is not None and len(reason) > REASON_MAX:
+        raise ValueError(f"--reason must be at most {REASON_MAX} characters")
+    identity = pair_identity(con, pair)
+    if identity is None:
         raise ValueError(f"unknown pair id {pair!r}: run `joinedup linkage review list`")
-    a_l, t_l, a_r, t_r, prob = rows[0]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     decision_id = (
         "D" + hashlib.sha256(f"{pair}|{now.isoformat()}|{reviewer}".encode()).hexdigest()[:12]
     )
-    con.execute(
-        "INSERT INTO linked.review_decisions (decision_id, pair_id, agency_l, record_token_l, "
-        "agency_r, record_token_r, decision, reviewer, reason, match_probability, decided_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [decision_id, pair, a_l, t_l, a_r, t_r, decision, reviewer, reason, prob, now],
-    )
+    insert_decision(con, decision_id, pair, identity, decision, reviewer, reason, now)
     n = con.execute(
         "SELECT count(*) FROM linked.review_decisions WHERE pair_id = ?", [pair]
     ).fetchall()[0][0]

@@ -5,6 +5,10 @@ the clerical review queue and the link stage in a chosen mode.
   evidence labels; never a record token);
 * `review decide --pair ID (--accept | --reject) --reviewer NAME [--reason TEXT]`: append a
   decision (applied on the next link run);
+* `review import [--file F | --inbox DIR]`: import decisions files written by the dashboard
+  (`linkage.review_import`; default: `settings.review_decisions_inbox`), each moved to
+  `processed/` or `rejected/` beside it; a rejected file makes the command fail (exit 2) with
+  file, row and rule, after the good ones are imported;
 * `incremental`: the link stage in mode incremental (falls back to full, and says so, when
   there is no saved model or previous link);
 * `relink`: the link stage in mode full (re-trains and saves the model).
@@ -40,6 +44,42 @@ def _decide(args: argparse.Namespace, settings: Any) -> dict:
         return review.decide(con, args.pair, decision, args.reviewer, args.reason)
 
 
+def _import(args: argparse.Namespace, settings: Any) -> dict:
+    from pathlib import Path
+
+    from linkage import review_import
+    from warehouse.db import connect
+
+    if not settings.warehouse_path.exists():
+        raise ValueError("no warehouse yet: run the pipeline (joinedup run) first")
+    if args.file is not None:
+        path = Path(args.file)
+        if not path.is_file():
+            raise ValueError(f"--file {path.name}: no such file")
+        with connect(settings) as con:
+            one = review_import.import_file(con, path)
+        out = {
+            "imported_files": int(one["status"] == "processed"),
+            "imported_decisions": one["applied"],
+            "skipped_decisions": one["skipped"],
+            "rejected_files": int(one["status"] == "rejected"),
+            "files": [{k: one[k] for k in ("file", "status", "applied", "skipped", "error")}],
+        }
+    else:
+        inbox = Path(args.inbox) if args.inbox is not None else settings.review_decisions_inbox
+        if not inbox.is_dir():
+            raise ValueError(f"--inbox {inbox}: no such folder")
+        with connect(settings) as con:
+            out = review_import.import_inbox(con, inbox)
+    if out["rejected_files"]:
+        errors = "; ".join(f["error"] for f in out["files"] if f["error"])
+        raise ValueError(
+            f"{out['rejected_files']} file(s) rejected and moved to rejected/ ({errors}); "
+            f"{out['imported_files']} file(s) imported ({out['imported_decisions']} decisions)"
+        )
+    return out
+
+
 def _link(mode: str):
     def handler(args: argparse.Namespace, settings: Any) -> dict:
         from joinedup.stages import run_stage
@@ -53,7 +93,7 @@ def _link(mode: str):
 
 
 def register(sub: Any) -> None:
-    """Add `review` (list, decide), `incremental` and `relink` to the `linkage` group."""
+    """Add `review` (list, decide, import), `incremental` and `relink` to the `linkage` group."""
     p = sub.add_parser("review", help="clerical review queue of uncertain pairs")
     rsub = p.add_subparsers(dest="review_command", required=True, metavar="REVIEW_COMMAND")
     s = rsub.add_parser("list", help="pairs waiting for review, closest to the threshold first")
@@ -68,6 +108,15 @@ def register(sub: Any) -> None:
     s.add_argument("--reviewer", required=True, help="who decided (a name or staff id)")
     s.add_argument("--reason", help="why (free text; never a name, date or number of a child)")
     s.set_defaults(handler=_decide)
+    s = rsub.add_parser(
+        "import", help="import the dashboard's decisions files (applied on the next link)"
+    )
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--file", help="one link_decisions_<anything>.csv file")
+    g.add_argument(
+        "--inbox", help="a folder of such files (default: the linkage unit's decisions inbox)"
+    )
+    s.set_defaults(handler=_import)
     s = sub.add_parser(
         "incremental", help="link new and changed records against the existing children"
     )
