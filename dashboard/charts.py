@@ -178,7 +178,7 @@ def timeline_chart(uid: str, events: Sequence[dict], agencies: Sequence[str]) ->
             unsure = min(float(e["match_probability"] or 1) for e in evs) < 0.95
             dash = ' stroke-dasharray="2 2"' if unsure else ""
             tip = f"{month:%b %Y}: {len(evs)} event(s): " + ", ".join(
-                sorted({e["event_type"] for e in evs})
+                sorted({e.get("event_label", e["event_type"]) for e in evs})
             )
             shape = shapes.get(agency, "circle")
             if shape == "circle":

@@ -27,6 +27,31 @@ AGENCY_NAMES = {
     "education": "Education",
     "csc": "Children's social care",
 }
+#: the data contract's event types in plain words (docs/data-contract.md, section 2)
+EVENT_LABELS = {
+    "gp_registration": "GP registration",
+    "ae_attendance": "A&E attendance",
+    "ae_injury": "A&E attendance with an injury",
+    "teen_parent": "Is or is about to become a parent",
+    "mental_health_referral": "Mental health referral",
+    "domestic_abuse_household": "Domestic abuse incident at home (child present)",
+    "missing_episode": "Missing episode",
+    "arrest": "Arrest",
+    "asb": "Anti-social behaviour",
+    "attendance": "School attendance",
+    "suspension": "Suspension",
+    "exclusion": "Exclusion",
+    "sen_support": "SEN support",
+    "ehcp": "Education, health and care plan",
+    "free_school_meals": "Free school meals",
+    "school_move": "School move",
+    "contact": "Contact with children's social care",
+    "referral": "Referral to children's social care",
+    "assessment": "Social care assessment",
+    "child_in_need": "Child in need",
+    "cp_plan_start": "Child protection plan started",
+    "looked_after_start": "Became looked after",
+}
 CHILD_ID = re.compile(r"^C[0-9A-Za-z]{1,40}$")
 SORTS = ("rank", "change")
 
@@ -209,12 +234,22 @@ def child(child_id: str) -> dict | None:
 
 
 def timeline(child_id: str) -> list[dict]:
-    return rm.query(
+    rows = rm.query(
         "analysts",
         "SELECT agency, CAST(event_month AS DATE) AS month, event_type, value, match_probability "
         "FROM timeline WHERE child_id = ? ORDER BY event_month, agency, event_type",
         [child_id],
     )
+    for r in rows:
+        r["event_label"] = EVENT_LABELS.get(r["event_type"], r["event_type"])
+        r["agency_label"] = AGENCY_NAMES.get(r["agency"], r["agency"])
+        if r["event_type"] == "attendance" and r["value"] is not None:
+            r["value_text"] = f"{r['value']:.0f}%"
+        elif r["value"] is not None:
+            r["value_text"] = f"{r['value']:g}"
+        else:
+            r["value_text"] = ""
+    return rows
 
 
 def score_counts() -> dict[str, Any]:

@@ -50,6 +50,7 @@ def test_child_page_shows_timeline_reasons_and_links(as_role):
     assert r.status_code == 200
     body = r.content.decode()
     assert "1 A&amp;E visit" in body  # the reason, in words
+    assert "A&amp;E attendance" in body  # the event, in words
     assert "Joined-up timeline" in body and "<svg" in body
     assert len(r.context["events"]) == 2
     assert "How sure the link is" in body
