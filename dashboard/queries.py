@@ -252,6 +252,18 @@ def timeline(child_id: str) -> list[dict]:
     return rows
 
 
+def score_history(child_id: str) -> list[dict]:
+    """The child's scores at earlier scoring dates (empty for a snapshot before schema 1.2)."""
+    if not rm.has_table("analysts", "score_history"):
+        return []
+    return rm.query(
+        "analysts",
+        "SELECT as_of, score, rank, model_version FROM score_history WHERE child_id = ? "
+        "ORDER BY as_of",
+        [child_id],
+    )
+
+
 def score_counts() -> dict[str, Any]:
     """Scored children per band, the score histogram (20 bins on a log scale of odds is hard to
     read; plain 0.01-wide bins up to the 99th percentile, then one open bin)."""
@@ -270,6 +282,8 @@ def models() -> list[dict]:
     rows = rm.query("analysts", "SELECT * FROM models ORDER BY created_at DESC")
     for r in rows:
         r["gate_reasons"] = json.loads(r["gate_reasons"]) if r.get("gate_reasons") else []
+        raw = r.get("calibration_deciles")
+        r["calibration_deciles"] = json.loads(raw) if isinstance(raw, str) else (raw or [])
     return rows
 
 

@@ -87,6 +87,7 @@ def registered_versions(settings: Settings) -> list[dict]:
                 "gate_version": None if gate is None else gate.get("gate", {}).get("version"),
                 "gate_reasons": [] if gate is None else list(gate.get("reasons", [])),
                 "current": folder.name == current,
+                "calibration_deciles": metrics.get("calibration_deciles") or [],
             }
         )
     return sorted(out, key=lambda r: (str(r["created_at"]), r["version"]))

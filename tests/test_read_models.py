@@ -277,7 +277,7 @@ def test_analysts_snapshot_is_pseudonymous_child_level_only(hub):
         assert list(queue["decision"].fillna("")) == ["accept", "", "", "", ""]
         assert queue["pair_id"].str.fullmatch(r"R[0-9a-f]{12}").all()
         assert con.execute("SELECT DISTINCT schema_version FROM manifest").fetchall() == [
-            ("1.1.0",)
+            ("1.2.0",)
         ]
     with connect(hub) as con:
         assert_no_raw_values(path, con)
@@ -294,6 +294,48 @@ def test_score_change_is_against_the_previous_as_of_and_survives_a_rerun(hub):
             "SELECT DISTINCT round(score_change, 6), previous_as_of FROM scores"
         ).fetchall()
     assert changes == [(0.01, datetime(2026, 10, 1).date())]
+
+
+def test_score_history_carries_earlier_dates_and_a_rerun_replaces_its_own(hub):
+    from warehouse.read_models.analysts import HISTORY_DATES
+
+    publish.run(hub)
+    with connect(hub) as con:
+        con.execute("UPDATE scores.current SET as_of = DATE '2026-11-01', score = score + 0.01")
+    publish.run(hub)
+    with connect(hub) as con:
+        con.execute("UPDATE scores.current SET score = score + 0.02")
+    publish.run(hub)  # a rerun at 2026-11-01 replaces that date's scores, keeps 2026-10-01
+    with _open(snapshot_paths(hub)["analysts"]) as con:
+        rows = con.execute(
+            "SELECT as_of, count(*), round(min(score), 6) FROM score_history GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        one = con.execute(
+            "SELECT as_of, round(score, 6) FROM score_history WHERE child_id = 'C00001' ORDER BY 1"
+        ).fetchall()
+    d1, d2 = datetime(2026, 10, 1).date(), datetime(2026, 11, 1).date()
+    assert rows == [(d1, N_CHILDREN, 0.001), (d2, N_CHILDREN, 0.031)]
+    assert one == [(d1, 0.001), (d2, 0.031)]
+    assert HISTORY_DATES == 24
+
+
+def test_models_carry_their_calibration_deciles(hub):
+    folder = hub.models_dir / "v1"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["calibration_deciles"] = [
+        {"bin": b, "n": 100, "positives": 1, "mean_predicted": 0.01 * b,
+         "observed_rate": 0.011 * b, "deviation": 0.001, "deviation_ci": [0, 0.002]}
+        for b in range(10)
+    ]  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    publish.run(hub)
+    for audience in ("analysts", "engineers"):
+        with _open(snapshot_paths(hub)[audience]) as con:
+            (raw,) = con.execute("SELECT calibration_deciles FROM models").fetchone()
+        deciles = json.loads(raw)
+        assert len(deciles) == 10
+        assert set(deciles[3]) == {"bin", "n", "mean_predicted", "observed_rate"}
+        assert deciles[3]["observed_rate"] == pytest.approx(0.033)
 
 
 def test_planners_snapshot_has_no_child_id_and_no_small_count(hub):

@@ -113,6 +113,7 @@ def child(request: HttpRequest, child_id: str) -> HttpResponse:
         manifest = rm.manifest("analysts")
         c = queries.child(child_id)
         events = queries.timeline(child_id) if c else []
+        history = queries.score_history(child_id) if c else []
     except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
         return _snapshot_error(request, exc)
     if c is None:
@@ -142,6 +143,19 @@ def child(request: HttpRequest, child_id: str) -> HttpResponse:
             "events": events,
             "by_agency": by_agency,
             "timeline_svg": charts.timeline_chart("tl", events, list(queries.AGENCIES)),
+            "history": history,
+            "history_svg": charts.bar_chart(
+                "hist",
+                "Score at each scoring date",
+                [f"{h['as_of']:%b %Y}" for h in history],
+                [float(h["score"]) for h in history],
+                y_label="probability",
+                x_label="scoring date",
+                height=200,
+                every=max(1, len(history) // 8),
+            )
+            if len(history) > 1 and not hide_score
+            else "",
             "hide_score": hide_score,
             "own_view": own_view,
             "model": model,
@@ -258,6 +272,18 @@ def overview(request: HttpRequest) -> HttpResponse:
         manifest = rm.manifest("analysts")
     except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
         return _snapshot_error(request, exc)
+    current = next((m for m in models if m["is_current"]), None)
+    deciles = (current or {}).get("calibration_deciles") or []
+    calibration_svg = (
+        charts.calibration_chart(
+            "cal",
+            f"Calibration of model {current['version']} by tenth of scores",
+            [d["mean_predicted"] for d in deciles],
+            [d["observed_rate"] for d in deciles],
+        )
+        if deciles
+        else ""
+    )
     hist = {r["bin"]: r["n"] for r in counts["hist"]}
     last = max(hist, default=0)
     labels = [f"{b * 2}%" for b in range(last + 1)]
@@ -282,6 +308,9 @@ def overview(request: HttpRequest) -> HttpResponse:
             "models": models,
             "manifest": manifest,
             "bands": queries.BANDS,
+            "calibration_svg": calibration_svg,
+            "deciles": deciles,
+            "current": current,
         },
     )
 

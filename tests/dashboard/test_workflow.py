@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 
 import pytest
@@ -205,3 +206,39 @@ def test_engineer_pages_show_runs_validations_quarantine(as_role):
     assert models.context["models"][0]["version"] == "v1"
     linkage = client.get("/pipeline/linkage/")
     assert dict(linkage.context["headline"])["threshold"] == 0.95
+
+
+def test_overview_shows_calibration_and_child_page_score_history(as_role, tmp_path):
+    import duckdb
+    from django.conf import settings
+
+    from dashboard import readmodels
+
+    client, _ = as_role("analyst")
+    r = client.get("/children/overview/")
+    assert r.status_code == 200 and r.context["deciles"] == []  # the fixture model has none
+    # a snapshot with a second scoring date and calibration figures (a copy; the fixture's
+    # own files are shared by every test)
+    copy = tmp_path / "published_analysts.duckdb"
+    copy.write_bytes(settings.READ_MODELS["analysts"].read_bytes())
+    con = duckdb.connect(str(copy))
+    con.execute(
+        "INSERT INTO score_history SELECT child_id, DATE '2026-09-01', score / 2, rank, "
+        "'v0' FROM score_history"
+    )
+    deciles = [{"bin": b, "n": 100, "mean_predicted": 0.01 * b, "observed_rate": 0.012 * b}
+               for b in range(10)]  # fmt: skip
+    con.execute("UPDATE models SET calibration_deciles = ?", [json.dumps(deciles)])
+    con.close()
+    from django.test import override_settings
+
+    with override_settings(READ_MODELS={**settings.READ_MODELS, "analysts": copy}):
+        readmodels.reset()
+        r = client.get("/children/overview/")
+        assert len(r.context["deciles"]) == 10
+        assert 'aria-labelledby="cal-t cal-d"' in r.content.decode()
+        page = client.get("/children/C00004/")
+        history = page.context["history"]
+        assert [float(h["score"]) for h in history] == pytest.approx([0.002, 0.004])
+        assert "Score history" in page.content.decode()
+    readmodels.reset()

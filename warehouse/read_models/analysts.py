@@ -50,9 +50,19 @@ TABLES: dict[str, dict[str, str]] = {
         "previous_score": "DOUBLE",
         "score_change": "DOUBLE",
     },
+    "score_history": {
+        "child_id": "VARCHAR",
+        "as_of": "DATE",
+        "score": "DOUBLE",
+        "rank": "INTEGER",
+        "model_version": "VARCHAR",
+    },
     "models": MODEL_COLUMNS,
     "link_review": dict(HUB_TABLES["linked.link_review"]),
 }
+
+#: the score history keeps this many scoring dates (as_of), the latest
+HISTORY_DATES = 24
 
 #: score bands by rank against the council's monthly capacity (settings.capacity_per_month)
 BANDS: tuple[str, ...] = ("within_capacity", "next_capacity", "below_capacity")
@@ -86,6 +96,37 @@ def _previous_scores(con: duckdb.DuckDBPyConnection, previous: str | None) -> st
     return (
         "(SELECT NULL::VARCHAR AS child_id, NULL::DATE AS as_of, NULL::DOUBLE AS score, "
         "NULL::DATE AS previous_as_of, NULL::DOUBLE AS previous_score WHERE false)"
+    )
+
+
+def _score_history(con: duckdb.DuckDBPyConnection, cat: str, previous: str | None) -> None:
+    """Each child's scores at the last `HISTORY_DATES` scoring dates: the previous snapshot's
+    history (when it has one) with this snapshot's scores replacing any at the same date."""
+    have_prev = (
+        previous is not None
+        and con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+            "AND table_name = 'score_history'",
+            [previous],
+        ).fetchone()[0]
+    )
+    old = (
+        f"SELECT child_id, as_of, score, rank, model_version FROM {previous}.main.score_history "
+        f"WHERE as_of NOT IN (SELECT DISTINCT as_of FROM {cat}.main.scores)"
+        if have_prev
+        else "SELECT NULL::VARCHAR, NULL::DATE, NULL::DOUBLE, NULL::INTEGER, NULL::VARCHAR WHERE false"
+    )
+    con.execute(
+        f"""
+        INSERT INTO {cat}.main.score_history BY NAME
+        WITH h AS (
+            SELECT child_id, as_of, score, rank, model_version FROM {cat}.main.scores
+            UNION ALL {old}
+        ),
+        keep AS (SELECT DISTINCT as_of FROM h ORDER BY as_of DESC LIMIT {HISTORY_DATES})
+        SELECT h.* FROM h WHERE as_of IN (SELECT as_of FROM keep)
+        ORDER BY child_id, as_of
+        """
     )
 
 
@@ -140,6 +181,7 @@ def build(
         FROM carried ORDER BY rank
         """
     )
+    _score_history(con, cat, previous)
     link_review = source(con, "linked.link_review")
     cols = ", ".join(TABLES["link_review"])
     con.execute(

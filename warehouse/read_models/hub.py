@@ -134,7 +134,10 @@ MODEL_COLUMNS: dict[str, str] = {
     "test_roc_auc": "DOUBLE",
     "test_precision_at_capacity": "DOUBLE",
     "card_path": "VARCHAR",
+    "calibration_deciles": "JSON",
 }
+#: what a published calibration decile keeps (test child-months per tenth of scores)
+CALIBRATION_KEYS: tuple[str, ...] = ("bin", "n", "mean_predicted", "observed_rate")
 
 
 def _number(value: Any) -> float | None:
@@ -161,6 +164,12 @@ def model_rows(settings: Settings) -> list[tuple]:
                 _number(m["test_roc_auc"]),
                 _number(m["test_precision_at_capacity"]),
                 str(card) if card.exists() else None,
+                json.dumps(
+                    [
+                        {k: d.get(k) for k in CALIBRATION_KEYS}
+                        for d in m.get("calibration_deciles") or []
+                    ]
+                ),
             )
         )
     return rows
