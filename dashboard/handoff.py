@@ -22,6 +22,19 @@ from django.utils import timezone
 from dashboard.models import LinkDecision
 
 HEADER = ("decision_id", "pair_id", "decision", "reviewer", "reason", "decided_at")
+#: the linkage unit takes reviewer names of at most this many characters (linkage.review)
+REVIEWER_MAX = 80
+
+
+def reviewer_name(username: str) -> str:
+    """The user name as the linkage unit records it: as is when it fits, else shortened with a
+    hash of the whole name so that two long names stay distinct."""
+    if len(username) <= REVIEWER_MAX:
+        return username
+    import hashlib
+
+    digest = hashlib.sha256(username.encode()).hexdigest()[:12]
+    return f"{username[: REVIEWER_MAX - 13]}~{digest}"
 
 
 def _atomic_copy(src: Path, dest_dir: Path) -> Path:
@@ -53,7 +66,7 @@ def write(decision: LinkDecision) -> Path:
                     decision.decision_id,
                     decision.pair_id,
                     decision.decision,
-                    decision.reviewer.get_username(),
+                    reviewer_name(decision.reviewer.get_username()),
                     " ".join(decision.reason.split()),
                     decision.decided_at.astimezone(dt_utc()).isoformat(timespec="seconds"),
                 ]

@@ -242,3 +242,14 @@ def test_overview_shows_calibration_and_child_page_score_history(as_role, tmp_pa
         assert [float(h["score"]) for h in history] == pytest.approx([0.002, 0.004])
         assert "Score history" in page.content.decode()
     readmodels.reset()
+
+
+def test_long_user_names_fit_the_linkage_units_reviewer_field():
+    from dashboard.handoff import REVIEWER_MAX, reviewer_name
+    from linkage import review
+
+    assert REVIEWER_MAX == review.REVIEWER_MAX
+    long_a, long_b = "oidc:" + "a" * 140, "oidc:" + "a" * 139 + "b"
+    assert len(reviewer_name(long_a)) == REVIEWER_MAX
+    assert reviewer_name(long_a) != reviewer_name(long_b)
+    assert reviewer_name("analyst1") == "analyst1"
