@@ -1,5 +1,9 @@
-"""The web dashboard for analysts, planners and engineers (a later issue).
+"""The web dashboard for analysts, planners, engineers and admins (docs/dashboard.md).
 
-It will read only the published snapshot (`warehouse.publish`), never the working warehouse,
-and keep its own state (users, reviews, audit log) in its own database.
+A Django app that reads only the published read models (`dashboard.readmodels`), never the
+warehouse, and keeps its own state (users, decisions, audit log) in its own database.  Modules:
+`settings` (every security setting), `roles` (who opens what, enforced on the server), `audit`
+(the append-only log), `middleware`, `models`, `queries` and `engineering` (what pages read),
+`charts` (inline SVG), `forms`, `handoff` (link decisions to the linkage unit), `oidc` (single
+sign-on), `rights` (subject access), `cli` (serve, users), `views/` (by audience).
 """

@@ -34,6 +34,13 @@ def register(sub) -> None:
     s = dsub.add_parser("code", help="the current sign-in code of a demo account (demo only)")
     s.add_argument("--username", required=True)
     s.set_defaults(handler=_code)
+    s = dsub.add_parser(
+        "access", help="subject access: what the app's database holds about one child id"
+    )
+    s.add_argument("--child-id", required=True, help="the child id (from `joinedup rights access`)")
+    s.add_argument("--by", required=True, help="who makes the request")
+    s.add_argument("--request-id", help="the hub's request id, to file both answers together")
+    s.set_defaults(handler=_access)
     d.set_defaults(handler=None)
 
 
@@ -58,6 +65,15 @@ def _code(args: argparse.Namespace, settings: Settings) -> dict:
 
     cli.setup_django(settings.home)
     return {"username": args.username, "code": cli.demo_code(args.username)}
+
+
+def _access(args: argparse.Namespace, settings: Settings) -> dict:
+    from dashboard import cli
+
+    cli.setup_django(settings.home)
+    from dashboard import rights
+
+    return rights.write_report(args.child_id, args.by, args.request_id)
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> dict:

@@ -124,8 +124,8 @@ def hub_answer(con: duckdb.DuckDBPyConnection, agency: str, token: str) -> dict:
 
 
 def _child_decisions(con: duckdb.DuckDBPyConnection, child_id: str) -> list[dict]:
-    """Rows about the child from any hub table of decisions (e.g. the dashboard's, issue 12),
-    without token columns."""
+    """Rows about the child from any hub table of decisions, without token columns.  (The
+    dashboard keeps its decisions in its own database: `joinedup dashboard access`.)"""
     tables = con.execute(
         "SELECT c.table_schema || '.' || c.table_name FROM information_schema.columns c "
         "JOIN information_schema.tables t USING (table_catalog, table_schema, table_name) "

@@ -117,3 +117,32 @@ def test_serve_runs_a_real_wsgi_server(tmp_path):
         server.terminate()
         out, err = server.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out
+
+
+@pytest.mark.django_db
+def test_subject_access_reports_what_the_app_holds_about_a_child(as_role, capsys, tmp_path):
+    import stat
+
+    from django.test import override_settings
+
+    from dashboard.models import AuditEntry
+
+    client, user = as_role("analyst")
+    client.get("/children/C00002/")
+    client.post("/children/C00002/decide/", {"decision": "no_action", "reason": "known to school"})
+    client.get("/children/C00003/")
+    with override_settings(APP_DIR=tmp_path):
+        code = joinedup_cli.main(
+            ["--home", str(tmp_path), "--json", "dashboard", "access", "--child-id", "C00002",
+             "--by", "DPO office", "--request-id", "S1"]
+        )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    report = Path(out["report"])
+    assert report == tmp_path / "rights" / "S1.json"
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    body = json.loads(report.read_text())
+    assert [d["reason"] for d in body["decisions"]] == ["known to school"]
+    assert {e["action"] for e in body["audit_entries"]} == {"view_child", "decision"}
+    assert "C00003" not in report.read_text()
+    assert AuditEntry.objects.filter(action="subject_access", target="C00002").exists()
