@@ -253,3 +253,23 @@ def test_long_user_names_fit_the_linkage_units_reviewer_field():
     assert len(reviewer_name(long_a)) == REVIEWER_MAX
     assert reviewer_name(long_a) != reviewer_name(long_b)
     assert reviewer_name("analyst1") == "analyst1"
+
+
+def test_pipeline_reports_run_sandboxed(as_role, tmp_path, settings_override):
+    client, _ = as_role("engineer")
+    report = tmp_path / "report.html"
+    report.write_text("<!doctype html><title>Linkage report</title><script>1</script>")
+    docs = tmp_path / "data_docs"
+    (docs / "validations").mkdir(parents=True)
+    (docs / "index.html").write_text("<title>Data Docs</title>")
+    (docs / "validations" / "a.html").write_text("<title>one run</title>")
+    with settings_override(LINKAGE_REPORT=report, DATA_DOCS_DIR=docs):
+        for path in ("/pipeline/linkage/report/", "/pipeline/data-docs/",
+                     "/pipeline/data-docs/validations/a.html"):  # fmt: skip
+            r = client.get(path)
+            assert r.status_code == 200, path
+            csp = r["Content-Security-Policy"]
+            assert csp.startswith("sandbox allow-scripts;") and "default-src 'none'" in csp
+            assert "http" not in csp and "allow-same-origin" not in csp
+        assert client.get("/pipeline/data-docs/../../secret_key").status_code == 404
+        assert client.get("/pipeline/data-docs/%2e%2e/report.html").status_code == 404
