@@ -158,6 +158,8 @@ def sign_in(base: str, username: str, password: str, key: bytes):
 def run_load(
     base: str, sessions: list, seconds: float, wards: list[str], seed: int, think: float
 ) -> dict:
+    import requests
+
     timings: dict[str, list[float]] = {"list": [], "filtered": [], "child": []}
     errors: list[str] = []
     lock = threading.Lock()
@@ -186,7 +188,12 @@ def run_load(
                 else:
                     url = f"{base}/children/{rng.choice(ids)}/"
                 t = time.perf_counter()
-                r = s.get(url, timeout=60)
+                try:
+                    r = s.get(url, timeout=60)
+                except requests.RequestException as exc:  # counted, and the user goes on
+                    with lock:
+                        errors.append(f"{kind} {type(exc).__name__}")
+                    continue
                 ms = (time.perf_counter() - t) * 1000
                 if r.status_code != 200:
                     with lock:
@@ -216,6 +223,7 @@ def run_load(
 
     out = {k: stats(v) for k, v in timings.items()}
     out["errors"] = len(errors)
+    out["error_kinds"] = sorted(set(errors))
     out["requests_per_second"] = round(sum(len(v) for v in timings.values()) / seconds, 1)
     return out
 
@@ -300,6 +308,10 @@ def main() -> int:
         for s in sessions[:4]:
             s.get(f"{base}/children/", timeout=60)
         figures["load"] = run_load(base, sessions, args.seconds, wards, args.seed, args.think)
+        import psutil
+
+        procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        figures["server_rss_mib"] = round(sum(p.memory_info().rss for p in procs) / 2**20)
     finally:
         server.terminate()
         try:
@@ -326,6 +338,11 @@ def main() -> int:
             print(
                 f"  {k:9s} requests {s['requests']:6d}  median {s['median_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  max {s['max_ms']:7.1f} ms"
             )
+        if load["errors"]:
+            print(f"  error kinds: {', '.join(load['error_kinds'])}")
+        print(
+            f"  server memory (gunicorn arbiter and workers, RSS): {figures['server_rss_mib']} MiB"
+        )
         print(
             f"  errors {load['errors']}, throughput {load['requests_per_second']} requests/s; "
             f"target p95 <= 200 ms: {'met' if figures['met'] else 'NOT met'}"

@@ -130,6 +130,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: 
             self.cfg.set("errorlog", "-")
             self.cfg.set("loglevel", "warning")
             self.cfg.set("timeout", 60)
+            self.cfg.set("keepalive", 5)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "joinedup-dashboard")
             self.cfg.set("post_worker_init", _warm)
