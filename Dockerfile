@@ -18,6 +18,7 @@ COPY dashboard ./dashboard
 COPY dags ./dags
 COPY pseudonymiser ./pseudonymiser
 COPY privacy_eval ./privacy_eval
+COPY forecast ./forecast
 RUN uv pip install --system --no-deps --no-build-isolation . \
  && useradd --create-home --uid 50000 joinedup && mkdir -p /data /opt/airflow \
  && chown -R joinedup /data /opt/airflow
