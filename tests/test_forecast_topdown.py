@@ -87,3 +87,22 @@ def test_backtest_on_a_known_process_beats_seasonal_naive_and_covers_about_80_pe
     assert (td["mase"] < sn["mase"]).all()
     assert td["coverage_80"].between(0.70, 0.92).all(), td["coverage_80"].tolist()
     assert td.loc[1, "forecasts"] == 90 - 36 and td.loc[12, "forecasts"] == 90 - 36 - 11
+
+
+def test_count_interval_is_the_narrowest_central_one_holding_the_level():
+    from forecast.topdown import count_interval
+
+    draws = np.random.default_rng(0).poisson(4, 200_000)
+    lo, hi = count_interval(draws, 0.8)
+    held = np.mean((draws >= lo) & (draws <= hi))
+    assert held >= 0.8
+    plain = (
+        np.quantile(draws, 0.1, method="inverted_cdf"),
+        np.quantile(draws, 0.9, method="inverted_cdf"),
+    )
+    assert hi - lo <= plain[1] - plain[0]
+    # one step narrower on either side would hold less than the level
+    assert (
+        np.mean((draws >= lo + 1) & (draws <= hi)) < 0.8
+        or np.mean((draws >= lo) & (draws <= hi - 1)) < 0.8
+    )
