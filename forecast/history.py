@@ -28,13 +28,9 @@ def monthly_counts(
     types = ", ".join(f"'{t}'" for t in OUTCOMES)
     group_sql = ""
     if by == "age_band":
-        from models.forecast import AGE_BANDS
+        from models.forecast import age_band_sql
 
-        age = "(year(e.event_date) - c.birth_year)"
-        cases = " ".join(
-            f"WHEN {age} >= {lo} AND {age} < {hi} THEN '{b}'" for b, lo, hi in AGE_BANDS
-        )
-        group_sql = f", CASE {cases} ELSE 'unknown' END AS age_band"
+        group_sql = f", {age_band_sql('(year(e.event_date) - c.birth_year)')} AS age_band"
     rows = con.execute(
         f"""
         SELECT date_trunc('month', e.event_date)::DATE AS month, e.event_type AS outcome

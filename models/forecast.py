@@ -39,6 +39,15 @@ UNIT_COSTS: dict[str, float] = {"cp_plan_start": 12_000.0, "looked_after_start":
 INTERVAL = (0.05, 0.95)
 
 
+def age_band_sql(age_years: str) -> str:
+    """CASE expression: the age band (`AGE_BANDS`) of an age in whole years, else 'unknown'."""
+    parts = " ".join(
+        f"WHEN {age_years} >= {lo} AND {age_years} < {hi} THEN '{label}'"
+        for label, lo, hi in AGE_BANDS
+    )
+    return f"CASE {parts} ELSE 'unknown' END"
+
+
 def _age_band_sql(age_months: str) -> str:
     parts = " ".join(
         f"WHEN {age_months} >= {lo * 12} AND {age_months} < {hi * 12} THEN '{label}'"

@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from joinedup.config import Settings
+from models.forecast import age_band_sql
 from warehouse.read_models.hub import HUB_TABLES, MODEL_COLUMNS, model_rows, source
 
 TABLES: dict[str, dict[str, str]] = {
@@ -66,17 +67,6 @@ HISTORY_DATES = 24
 
 #: score bands by rank against the council's monthly capacity (settings.capacity_per_month)
 BANDS: tuple[str, ...] = ("within_capacity", "next_capacity", "below_capacity")
-
-
-def age_band_sql(age_years: str) -> str:
-    """CASE expression: the forecast's age bands (`models.forecast.AGE_BANDS`), else 'unknown'."""
-    from models.forecast import AGE_BANDS
-
-    parts = " ".join(
-        f"WHEN {age_years} >= {lo} AND {age_years} < {hi} THEN '{label}'"
-        for label, lo, hi in AGE_BANDS
-    )
-    return f"CASE {parts} ELSE 'unknown' END"
 
 
 def _previous_scores(con: duckdb.DuckDBPyConnection, previous: str | None) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from joinedup.config import Settings
-from warehouse.read_models.analysts import age_band_sql
+from models.forecast import age_band_sql
 from warehouse.read_models.hub import HUB_TABLES, source
 
 TABLES: dict[str, dict[str, str]] = {
