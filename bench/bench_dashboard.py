@@ -118,17 +118,12 @@ def make_users(home: Path, n: int) -> list[tuple[str, str, bytes]]:
     from dashboard import cli
 
     cli.setup_django(home)
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
     users = []
     for i in range(n):
         acc = cli.adduser(f"bench-analyst-{i:02d}", "analyst")
-        TOTPDevice.objects.filter(user__username=acc["username"]).delete()
-        from django.contrib.auth import get_user_model
-
-        user = get_user_model().objects.get(username=acc["username"])
-        d = TOTPDevice.objects.create(user=user, name="bench", confirmed=True)
-        users.append((acc["username"], acc["password"], d.bin_key))
+        users.append(
+            (acc["username"], acc["password"], cli.enrol_authenticator(acc["username"], "bench"))
+        )
     return users
 
 

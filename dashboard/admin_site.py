@@ -11,7 +11,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 
 from dashboard.models import AuditEntry
-from dashboard.roles import roles_of
+from dashboard.roles import roles_of, second_factor_done
 
 
 class JoinedUpAdminSite(admin.AdminSite):
@@ -20,8 +20,7 @@ class JoinedUpAdminSite(admin.AdminSite):
 
     def has_permission(self, request) -> bool:
         user = request.user
-        verified = request.session.get("joinedup_sso") or user.is_verified()
-        return bool(user.is_active and "admin" in roles_of(user) and verified)
+        return bool(user.is_active and "admin" in roles_of(user) and second_factor_done(request))
 
 
 site = JoinedUpAdminSite(name="joinedup_admin")

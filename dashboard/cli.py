@@ -74,23 +74,27 @@ def adduser(username: str, role: str, password: str | None = None, email: str = 
     return out
 
 
+def enrol_authenticator(username: str, name: str) -> bytes:
+    """Give a user one confirmed TOTP authenticator (replacing any they had); returns its key."""
+    from django.contrib.auth import get_user_model
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = get_user_model().objects.get(username=username)
+    TOTPDevice.objects.filter(user=user).delete()
+    return TOTPDevice.objects.create(user=user, name=name, confirmed=True).bin_key
+
+
 def demo_accounts() -> list[dict]:
     """One account per role for the demo: new passwords and authenticator keys, shown once."""
     import base64
-
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from dashboard.roles import ROLES
 
     out = []
     for role in ROLES:
         acc = adduser(f"{role}-demo", role)
-        from django.contrib.auth import get_user_model
-
-        user = get_user_model().objects.get(username=acc["username"])
-        TOTPDevice.objects.filter(user=user).delete()
-        device = TOTPDevice.objects.create(user=user, name=DEMO_DEVICE, confirmed=True)
-        acc["totp_key"] = base64.b32encode(device.bin_key).decode().rstrip("=")
+        key = enrol_authenticator(acc["username"], DEMO_DEVICE)
+        acc["totp_key"] = base64.b32encode(key).decode().rstrip("=")
         out.append(acc)
     return out
 

@@ -11,14 +11,14 @@ outbox is carried to the linkage unit by the organisations' secure file exchange
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import tempfile
+import datetime as dt
+import io
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
+from dashboard.files import write_atomic
 from dashboard.models import LinkDecision
 
 HEADER = ("decision_id", "pair_id", "decision", "reviewer", "reason", "decided_at")
@@ -37,54 +37,29 @@ def reviewer_name(username: str) -> str:
     return f"{username[: REVIEWER_MAX - 13]}~{digest}"
 
 
-def _atomic_copy(src: Path, dest_dir: Path) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=dest_dir)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest_dir / src.name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest_dir / src.name
-
-
 def write(decision: LinkDecision) -> Path:
     """Write one decision's file to the outbox (and deliver it in the embedded default)."""
     outbox = Path(settings.LINK_DECISIONS_OUTBOX)
-    outbox.mkdir(parents=True, exist_ok=True)
-    stamp = decision.decided_at.astimezone(dt_utc()).strftime("%Y%m%dT%H%M%S")
+    stamp = decision.decided_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"link_decisions_{stamp}_{decision.decision_id}.csv"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=outbox)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(HEADER)
-            w.writerow(
-                [
-                    decision.decision_id,
-                    decision.pair_id,
-                    decision.decision,
-                    reviewer_name(decision.reviewer.get_username()),
-                    " ".join(decision.reason.split()),
-                    decision.decided_at.astimezone(dt_utc()).isoformat(timespec="seconds"),
-                ]
-            )
-        os.replace(tmp, outbox / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    path = outbox / name
+    buffer = io.StringIO(newline="")
+    w = csv.writer(buffer)
+    w.writerow(HEADER)
+    w.writerow(
+        [
+            decision.decision_id,
+            decision.pair_id,
+            decision.decision,
+            reviewer_name(decision.reviewer.get_username()),
+            " ".join(decision.reason.split()),
+            decision.decided_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        ]
+    )
+    data = buffer.getvalue().encode("utf-8")
+    path = write_atomic(outbox / name, data)
     if settings.LINK_DECISIONS_INBOX:
-        _atomic_copy(path, Path(settings.LINK_DECISIONS_INBOX))
+        write_atomic(Path(settings.LINK_DECISIONS_INBOX) / name, data)
     decision.exported_file = name
     decision.exported_at = timezone.now()
     decision.save(update_fields=["exported_file", "exported_at"])
     return path
-
-
-def dt_utc():
-    import datetime as dt
-
-    return dt.UTC

@@ -7,7 +7,9 @@ Owns:
 * `SecondFactorMiddleware`: a user signed in with a password reaches nothing but the second-factor
   pages until a TOTP code is verified (single sign-on users bring the provider's own);
 * `NoStoreMiddleware`: pages for signed-in users are never cached by browsers or proxies;
-* `PermissionsPolicyMiddleware`: turns off browser features the app never uses.
+* `PermissionsPolicyMiddleware`: turns off browser features the app never uses;
+* `SnapshotUnavailableMiddleware`: a page whose read model is missing or of an unknown schema
+  answers 503 with the reason (one place, not a try in every view).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.shortcuts import redirect
 from django.urls import reverse
+
+from dashboard.roles import second_factor_done
 
 #: how often a request refreshes the session's last-seen time (so idle expiry is exact to this
 #: many seconds, and a burst of requests costs one session write, not one each)
@@ -64,8 +68,7 @@ class SecondFactorMiddleware:
             user is not None
             and user.is_authenticated
             and not request.path.startswith(_OPEN_PREFIXES)
-            and not request.session.get("joinedup_sso")
-            and not user.is_verified()
+            and not second_factor_done(request)
         ):
             return redirect("mfa")
         return self.get_response(request)
@@ -97,3 +100,20 @@ class PermissionsPolicyMiddleware:
         response.setdefault("Permissions-Policy", self.POLICY)
         response.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         return response
+
+
+class SnapshotUnavailableMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from dashboard.readmodels import SnapshotUnavailable
+
+        if isinstance(exception, SnapshotUnavailable):
+            from dashboard.views.errors import snapshot_unavailable
+
+            return snapshot_unavailable(request, exception)
+        return None

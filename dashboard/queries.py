@@ -101,16 +101,22 @@ class ListFilters:
             f.page = 1
         return f
 
-    def as_query(self, **override) -> str:
-        from urllib.parse import urlencode
-
-        d = {
+    def _filters(self) -> dict[str, str]:
+        """The filters as query-string values ('' when not set)."""
+        return {
             "band": self.band,
             "ward": self.ward,
             "age_band": self.age_band,
             "agency": self.agency,
             "rising": "1" if self.rising else "",
             "q": self.q,
+        }
+
+    def as_query(self, **override) -> str:
+        from urllib.parse import urlencode
+
+        d = {
+            **self._filters(),
             "sort": self.sort if self.sort != "rank" else "",
             "page": str(self.page) if self.page > 1 else "",
         }
@@ -119,18 +125,7 @@ class ListFilters:
 
     def active(self) -> dict[str, str]:
         """The filters in force, for the audit log (a child id search is kept: it is the target)."""
-        return {
-            k: v
-            for k, v in {
-                "band": self.band,
-                "ward": self.ward,
-                "age_band": self.age_band,
-                "agency": self.agency,
-                "rising": "1" if self.rising else "",
-                "q": self.q,
-            }.items()
-            if v
-        }
+        return {k: v for k, v in self._filters().items() if v}
 
 
 def parse_reasons(raw: Any) -> dict[str, Any]:
@@ -201,7 +196,7 @@ def warm() -> None:
     try:
         rm.frame("analysts", "ranked_index", _INDEX_SQL)
         wards()
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible):
+    except rm.SnapshotUnavailable:
         pass
 
 

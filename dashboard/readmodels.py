@@ -21,11 +21,16 @@ from django.conf import settings
 SCHEMA_MAJOR = "1"
 
 
-class SnapshotMissing(RuntimeError):
+class SnapshotUnavailable(RuntimeError):
+    """A read model cannot be read; pages answer 503 with the reason
+    (`middleware.SnapshotUnavailableMiddleware`)."""
+
+
+class SnapshotMissing(SnapshotUnavailable):
     """The pipeline has not published this audience's read model yet."""
 
 
-class SnapshotIncompatible(RuntimeError):
+class SnapshotIncompatible(SnapshotUnavailable):
     """The read model's schema version is one this app does not understand."""
 
 

@@ -10,14 +10,13 @@ request is itself audited.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
+from dashboard.files import write_atomic
 from dashboard.models import AuditEntry, IdentificationRequest, JudgeFirstView, ReviewDecision
 
 
@@ -61,19 +60,12 @@ def write_report(child_id: str, requested_by: str, request_id: str | None = None
         raise ValueError("--by must name who makes the request")
     request_id = request_id or "S" + secrets.token_hex(6)
     records = child_records(child_id)
-    folder = Path(settings.APP_DIR) / "rights"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{request_id}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"request_id": request_id, "child_id": child_id, **records}, f, indent=2,
-                      default=str)  # fmt: skip
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    body = {"request_id": request_id, "child_id": child_id, **records}
+    path = write_atomic(
+        Path(settings.APP_DIR) / "rights" / f"{request_id}.json",
+        json.dumps(body, indent=2, default=str).encode("utf-8"),
+        mode=0o600,
+    )
     counts = {k: len(v) for k, v in records.items()}
     audit.record(None, "subject_access", target=child_id, username=requested_by[:150],
                  request_id=request_id, counts=counts)  # fmt: skip

@@ -46,6 +46,12 @@ def roles_of(user) -> set[str]:
     return cached
 
 
+def second_factor_done(request: HttpRequest) -> bool:
+    """The user verified a TOTP code this session, or signed in through the council's provider
+    (whose own second factor stands in)."""
+    return bool(request.session.get("joinedup_sso")) or request.user.is_verified()
+
+
 def may(user, area: str) -> bool:
     """Whether the user's roles open `area` (a key of `ACCESS`)."""
     return bool(roles_of(user) & set(ACCESS[area]))

@@ -139,6 +139,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "dashboard.middleware.PermissionsPolicyMiddleware",
+    "dashboard.middleware.SnapshotUnavailableMiddleware",
     # last, as django-axes asks: it turns a lockout into the lockout response
     "axes.middleware.AxesMiddleware",
 ]

@@ -32,17 +32,12 @@ def main() -> int:
 
     cli.setup_django(args.home)
     from django_otp.oath import totp
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     accounts = {}
     for role in ("analyst",):
         acc = cli.adduser(f"screenshot-{role}", role)
-        TOTPDevice.objects.filter(user__username=acc["username"]).delete()
-        from django.contrib.auth import get_user_model
-
-        user = get_user_model().objects.get(username=acc["username"])
-        device = TOTPDevice.objects.create(user=user, name="screenshots", confirmed=True)
-        accounts[role] = (acc["username"], acc["password"], device.bin_key)
+        key = cli.enrol_authenticator(acc["username"], "screenshots")
+        accounts[role] = (acc["username"], acc["password"], key)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

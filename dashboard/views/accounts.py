@@ -23,7 +23,7 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from dashboard import audit
-from dashboard.roles import roles_of
+from dashboard.roles import roles_of, second_factor_done
 
 
 class TokenForm(forms.Form):
@@ -57,7 +57,7 @@ def _confirmed_device(user) -> TOTPDevice | None:
 @login_required
 def mfa(request: HttpRequest) -> HttpResponse:
     """Verify a TOTP code, or send a user without a device to enrolment."""
-    if request.user.is_verified() or request.session.get("joinedup_sso"):
+    if second_factor_done(request):
         return redirect("home")
     device = _confirmed_device(request.user)
     if device is None:

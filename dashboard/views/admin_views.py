@@ -117,23 +117,15 @@ def planning(request: HttpRequest) -> HttpResponse:
     Backtests, costs and scenarios arrive with issue 13."""
     from dashboard import readmodels as rm
 
-    try:
-        forecast = rm.query(
-            "planners",
-            "SELECT level, ward_name, age_band, expected, lower, upper, observed_last_12m, "
-            "suppressed FROM forecast WHERE level IN ('total', 'ward') "
-            "ORDER BY level DESC, ward_name",
-        )
-        known = rm.query(
-            "planners",
-            "SELECT level, ward_name, age_band, children, suppressed FROM children_known "
-            "WHERE level IN ('total', 'age_band') ORDER BY level DESC, age_band",
-        )
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return render(
-            request,
-            "dashboard/error.html",
-            {"title": "No published data", "message": str(exc)},
-            status=503,
-        )
+    forecast = rm.query(
+        "planners",
+        "SELECT level, ward_name, age_band, expected, lower, upper, observed_last_12m, "
+        "suppressed FROM forecast WHERE level IN ('total', 'ward') "
+        "ORDER BY level DESC, ward_name",
+    )
+    known = rm.query(
+        "planners",
+        "SELECT level, ward_name, age_band, children, suppressed FROM children_known "
+        "WHERE level IN ('total', 'age_band') ORDER BY level DESC, age_band",
+    )
     return render(request, "dashboard/planning.html", {"forecast": forecast, "known": known})

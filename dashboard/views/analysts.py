@@ -29,36 +29,31 @@ from dashboard.models import (
 from dashboard.roles import role_required
 
 
+def _report_errors(request: HttpRequest, form) -> None:
+    """A refused form's errors as messages on the child page it redirects back to."""
+    for errors in form.errors.values():
+        for e in errors:
+            messages.error(request, e)
+
+
 def _judge_first(request: HttpRequest) -> bool:
     pref = Preference.objects.filter(user=request.user).first()
     return bool(pref and pref.judge_first)
-
-
-def _snapshot_error(request: HttpRequest, exc: Exception) -> HttpResponse:
-    return render(
-        request,
-        "dashboard/error.html",
-        {"title": "No published data", "message": str(exc)},
-        status=503,
-    )
 
 
 @role_required("children")
 def children(request: HttpRequest) -> HttpResponse:
     f = queries.ListFilters.parse(request.GET)
     judge_first = _judge_first(request)
-    try:
-        manifest = rm.manifest("analysts")
-        if judge_first:
-            f.sort = "rank"
-        rows, total = queries.ranked(f, settings.PAGE_SIZE)
-        if judge_first:
-            # scores hidden: the page's children in child-id order, so the order tells nothing
-            rows = sorted(rows, key=lambda r: r["child_id"])
-        wards = queries.wards()
-        n_scored = manifest["tables"].get("scores", 0)
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _snapshot_error(request, exc)
+    manifest = rm.manifest("analysts")
+    if judge_first:
+        f.sort = "rank"
+    rows, total = queries.ranked(f, settings.PAGE_SIZE)
+    if judge_first:
+        # scores hidden: the page's children in child-id order, so the order tells nothing
+        rows = sorted(rows, key=lambda r: r["child_id"])
+    wards = queries.wards()
+    n_scored = manifest["tables"].get("scores", 0)
     for e in f.errors:
         messages.error(request, e)
     pages = max(1, math.ceil(total / settings.PAGE_SIZE))
@@ -109,13 +104,10 @@ def judge_first_mode(request: HttpRequest) -> HttpResponse:
 def child(request: HttpRequest, child_id: str) -> HttpResponse:
     if not queries.CHILD_ID.fullmatch(child_id):
         raise Http404("no such child")
-    try:
-        manifest = rm.manifest("analysts")
-        c = queries.child(child_id)
-        events = queries.timeline(child_id) if c else []
-        history = queries.score_history(child_id) if c else []
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _snapshot_error(request, exc)
+    manifest = rm.manifest("analysts")
+    c = queries.child(child_id)
+    events = queries.timeline(child_id) if c else []
+    history = queries.score_history(child_id) if c else []
     if c is None:
         audit.record(request, "view_child", target=child_id, status=404, found=False)
         raise Http404("no such child")
@@ -186,9 +178,7 @@ def record_view(request: HttpRequest, child_id: str) -> HttpResponse:
     c, manifest = _current(child_id)
     form = JudgeFirstForm(request.POST)
     if not form.is_valid():
-        for errs in form.errors.values():
-            for e in errs:
-                messages.error(request, e)
+        _report_errors(request, form)
         return redirect("child", child_id=child_id)
     v = form.save(commit=False)
     v.child_id, v.analyst, v.publish_id = child_id, request.user, manifest["publish_id"]
@@ -204,9 +194,7 @@ def decide(request: HttpRequest, child_id: str) -> HttpResponse:
     c, manifest = _current(child_id)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        for errs in form.errors.values():
-            for e in errs:
-                messages.error(request, e)
+        _report_errors(request, form)
         return redirect("child", child_id=child_id)
     d = form.save(commit=False)
     d.child_id, d.analyst, d.publish_id = child_id, request.user, manifest["publish_id"]
@@ -240,9 +228,7 @@ def request_identification(request: HttpRequest, child_id: str) -> HttpResponse:
     c, _ = _current(child_id)
     form = IdentificationForm(request.POST)
     if not form.is_valid():
-        for errs in form.errors.values():
-            for e in errs:
-                messages.error(request, e)
+        _report_errors(request, form)
         return redirect("child", child_id=child_id)
     agencies = ",".join(c["agency_list"])
     r = IdentificationRequest.objects.create(
@@ -266,12 +252,9 @@ def request_identification(request: HttpRequest, child_id: str) -> HttpResponse:
 @role_required("children")
 def overview(request: HttpRequest) -> HttpResponse:
     """Score distribution and the current model's headline figures."""
-    try:
-        counts = queries.score_counts()
-        models = queries.models()
-        manifest = rm.manifest("analysts")
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _snapshot_error(request, exc)
+    counts = queries.score_counts()
+    models = queries.models()
+    manifest = rm.manifest("analysts")
     current = next((m for m in models if m["is_current"]), None)
     deciles = (current or {}).get("calibration_deciles") or []
     calibration_svg = (
@@ -317,10 +300,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @role_required("models")
 def models_page(request: HttpRequest) -> HttpResponse:
-    try:
-        models = queries.models()
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _snapshot_error(request, exc)
+    models = queries.models()
     return render(request, "dashboard/models.html", {"models": models})
 
 

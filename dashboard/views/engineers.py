@@ -24,23 +24,11 @@ SANDBOXED_REPORT = (
 )
 
 
-def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
-    return render(
-        request,
-        "dashboard/error.html",
-        {"title": "No published data", "message": str(exc)},
-        status=503,
-    )
-
-
 @role_required("pipeline")
 def runs(request: HttpRequest) -> HttpResponse:
-    try:
-        runs = engineering.runs()
-        trend = engineering.stage_trend()
-        manifest = rm.manifest("engineers")
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _unavailable(request, exc)
+    runs = engineering.runs()
+    trend = engineering.stage_trend()
+    manifest = rm.manifest("engineers")
     svg = charts.bar_chart(
         "runs",
         "Pipeline run time",
@@ -60,10 +48,7 @@ def runs(request: HttpRequest) -> HttpResponse:
 @role_required("pipeline")
 def validations(request: HttpRequest) -> HttpResponse:
     failed = request.GET.get("failed") == "1"
-    try:
-        rows = engineering.validations(failed_only=failed)
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _unavailable(request, exc)
+    rows = engineering.validations(failed_only=failed)
     return render(
         request,
         "dashboard/validations.html",
@@ -73,10 +58,7 @@ def validations(request: HttpRequest) -> HttpResponse:
 
 @role_required("pipeline")
 def validation(request: HttpRequest, validation_id: str) -> HttpResponse:
-    try:
-        v = engineering.validation(validation_id)
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _unavailable(request, exc)
+    v = engineering.validation(validation_id)
     if v is None:
         raise Http404("no such validation")
     return render(
@@ -104,22 +86,16 @@ def data_docs(request: HttpRequest, path: str = "index.html") -> HttpResponse:
 
 @role_required("pipeline")
 def quarantine(request: HttpRequest) -> HttpResponse:
-    try:
-        q = engineering.quarantine()
-        load = request.GET.get("load", "")
-        rows = engineering.quarantined_rows(load) if load else []
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _unavailable(request, exc)
+    q = engineering.quarantine()
+    load = request.GET.get("load", "")
+    rows = engineering.quarantined_rows(load) if load else []
     return render(request, "dashboard/quarantine.html", {"q": q, "load": load, "rows": rows})
 
 
 @role_required("pipeline")
 def linkage(request: HttpRequest) -> HttpResponse:
-    try:
-        quality = engineering.linkage_quality()
-        loads = engineering.loads()
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _unavailable(request, exc)
+    quality = engineering.linkage_quality()
+    loads = engineering.loads()
     headline_keys = [
         "records", "children", "threshold", "pairs_scored", "pairs_above_threshold",
         "truth.precision", "truth.recall", "truth.f1", "truth.twin_false_merges",
@@ -148,8 +124,5 @@ def linkage_report(request: HttpRequest) -> HttpResponse:
 
 @role_required("pipeline")
 def models(request: HttpRequest) -> HttpResponse:
-    try:
-        rows = engineering.models()
-    except (rm.SnapshotMissing, rm.SnapshotIncompatible) as exc:
-        return _unavailable(request, exc)
+    rows = engineering.models()
     return render(request, "dashboard/models.html", {"models": rows})
