@@ -273,3 +273,25 @@ def test_pipeline_reports_run_sandboxed(as_role, tmp_path, settings_override):
             assert "http" not in csp and "allow-same-origin" not in csp
         assert client.get("/pipeline/data-docs/../../secret_key").status_code == 404
         assert client.get("/pipeline/data-docs/%2e%2e/report.html").status_code == 404
+
+
+def test_a_missing_read_model_is_a_503_page_on_every_view(as_role, tmp_path, settings_override):
+    from django.conf import settings
+
+    from dashboard import readmodels
+
+    client, _ = as_role("analyst")
+    missing = {**settings.READ_MODELS, "analysts": tmp_path / "absent.duckdb"}
+    with settings_override(READ_MODELS=missing):
+        readmodels.reset()
+        for r in (
+            client.get("/children/"),
+            client.get("/children/C00001/"),
+            client.get("/links/"),
+            client.post(
+                "/children/C00001/decide/", {"decision": "no_action", "reason": "a reason"}
+            ),
+        ):
+            assert r.status_code == 503
+            assert b"No published data" in r.content and b"absent.duckdb" in r.content
+    readmodels.reset()
