@@ -13,7 +13,7 @@ unit's outbox (`settings.handoff_outbox`); in the embedded default they are then
 is transferred by the organisations' secure file exchange instead (docs/privacy.md, "The
 exchange").
 
-Owns: `MAPPING_COLUMNS`, `MAPPING_FILE`, `QUALITY_FILE`, `REVIEW_QUEUE_COLUMNS`,
+Owns: `MAPPING_COLUMNS`, `MAPPING_FILE`, `QUALITY_FILE`, `REVIEW_QUEUE_COLUMNS`, `PAIR_ID_PATTERN`,
 `REVIEW_QUEUE_FILE`, `review_queue_frame`, `send`.
 """
 
@@ -38,6 +38,9 @@ REVIEW_QUEUE_COLUMNS: tuple[str, ...] = (
     "pair_id", "rank", "agency_l", "child_id_l", "agency_r", "child_id_r", "match_probability",
     "match_weight", "model_side", "evidence_json", "decision", "queued_at", "run_id",
 )  # fmt: skip
+#: the shape of a pair id (`linkage.review.pair_id`: 'R' + 12 hex characters), as every reader of
+#: the queue or of a decisions file checks it
+PAIR_ID_PATTERN = r"R[0-9a-f]{12}"
 #: decimal places of `match_probability_max` in the mapping file
 PROBABILITY_DECIMALS = 6
 #: figures of the link stage that are aggregates and safe to hand to the hub

@@ -33,6 +33,7 @@ from pathlib import Path
 import duckdb
 
 from linkage import review
+from linkage.handoff import PAIR_ID_PATTERN
 from warehouse.db import transaction
 
 DECISION_FILE_COLUMNS: tuple[str, ...] = (
@@ -42,7 +43,7 @@ FILE_GLOB = "link_decisions_*.csv"
 PROCESSED, REJECTED = "processed", "rejected"
 _NAME = re.compile(r"link_decisions_.+\.csv")
 _DECISION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-_PAIR_ID = re.compile(r"R[0-9a-f]{12}")
+_PAIR_ID = re.compile(PAIR_ID_PATTERN)
 #: a reason must not hold a date or a long number (a guard for "never a name, date or number of
 #: a child"; names cannot be told from words)
 _DATE_OR_NUMBER = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{6,}")

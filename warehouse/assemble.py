@@ -39,6 +39,7 @@ from joinedup.config import Settings
 from linkage.handoff import (
     MAPPING_COLUMNS,
     MAPPING_FILE,
+    PAIR_ID_PATTERN,
     QUALITY_FILE,
     REVIEW_QUEUE_COLUMNS,
     REVIEW_QUEUE_FILE,
@@ -57,7 +58,7 @@ _RULES: tuple[tuple[str, str, str], ...] = (
 _CHILD_ID = r"^C[0-9a-f]{10}$"
 _AGENCY = rf"^({'|'.join(contract.AGENCIES)})$"
 _QUEUE_RULES: tuple[tuple[str, str, str], ...] = (
-    ("pair_id", r"^R[0-9a-f]{12}$", "pair_id must be R and 12 lowercase hex characters"),
+    ("pair_id", PAIR_ID_PATTERN, "pair_id must be R and 12 lowercase hex characters"),
     ("rank", r"^[1-9][0-9]{0,8}$", "rank must be a positive whole number"),
     ("agency_l", _AGENCY, "agency_l must be an agency code"),
     ("child_id_l", _CHILD_ID, "child_id_l must be C and 10 lowercase hex characters"),
@@ -75,6 +76,11 @@ class HandoffError(ValueError):
     """The linkage unit's hand-off is missing or malformed (file, row, rule; never a value)."""
 
 
+def _first_bad(bad: pd.Series) -> int | None:
+    """The 1-based data row of the first True in `bad`, or None."""
+    return int(bad.to_numpy().argmax()) + 1 if bad.any() else None
+
+
 def read_mapping(path: Path) -> pd.DataFrame:
     """The hand-off mapping, checked: exact columns, every value of its shape, one row per
     record.  Raises HandoffError naming the file, the first bad row and the rule."""
@@ -90,29 +96,19 @@ def read_mapping(path: Path) -> pd.DataFrame:
             "(rule: header)"
         )
     for col, pattern, rule in _RULES:
-        bad = ~frame[col].str.fullmatch(pattern)
-        if bad.any():
-            row = int(bad.to_numpy().argmax()) + 1
+        if row := _first_bad(~frame[col].str.fullmatch(pattern)):
             raise HandoffError(f"{path.name} row {row}: {rule} (rule: {col})")
     given = frame["match_probability_max"] != ""  # empty: a record with no scored pair
     prob = pd.to_numeric(frame["match_probability_max"].where(given), errors="coerce")
-    bad = given & ~prob.between(0.0, 1.0)
-    if bad.any():
-        row = int(bad.to_numpy().argmax()) + 1
+    if row := _first_bad(given & ~prob.between(0.0, 1.0)):
         raise HandoffError(
             f"{path.name} row {row}: match_probability_max must be a probability "
             "(rule: match_probability_max)"
         )
-    dup = frame.duplicated(["agency", "record_token"])
-    if dup.any():
-        row = int(dup.to_numpy().argmax()) + 1
+    if row := _first_bad(frame.duplicated(["agency", "record_token"])):
         raise HandoffError(f"{path.name} row {row}: a record appears twice (rule: unique)")
     frame["match_probability_max"] = prob
     return frame
-
-
-def _first_bad(bad: pd.Series) -> int | None:
-    return int(bad.to_numpy().argmax()) + 1 if bad.any() else None
 
 
 def _evidence_ok(text: str) -> bool:
