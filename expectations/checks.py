@@ -67,6 +67,7 @@ DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
         "value_present_if_required",
         "value_empty_if_not_required",
         "attendance_value",
+        "value_in_codes",
         "record_token_in_attributes",
         "extract_date_is_real_date",
         "extract_date_matches_file",
@@ -220,6 +221,14 @@ def derive(
         attendance = etype.eq("attendance") & numeric
         number = pd.to_numeric(value.where(numeric), errors="coerce")
         out["attendance_value"] = number.where(attendance).astype(float)
+        # coded values (contract.CODED_EVENT_VALUES, e.g. placement_start's placement kind)
+        in_codes = pd.Series(False, index=f.index)
+        coded = pd.Series(False, index=f.index)
+        for etype_coded, codes in contract.CODED_EVENT_VALUES.items():
+            rows = etype.eq(etype_coded).fillna(False).astype(bool) & numeric
+            coded |= rows
+            in_codes |= rows & number.isin([float(c) for c in codes])
+        out["value_in_codes"] = _tristate(in_codes, coded)
         tokens = pd.Index(list(people_tokens) if people_tokens is not None else [])
         record = f["record_token"]
         out["record_token_in_attributes"] = _tristate(record.isin(tokens), record.notna())

@@ -28,6 +28,12 @@ LABEL_MONTHS = 12
 WINDOWS = (3, 6, 12, 24)
 #: months-since-last is capped here (and used when there was no event at all)
 MONTHS_SINCE_CAP = 60
+#: the rest of an episode in care (placement starts and moves, the end): no feature reads them
+#: and `n_events_used` leaves them out, so the features are those of the events before them
+#: (a child in care is left out of the population anyway, see `currently_looked_after`)
+EPISODE_ONLY_TYPES: tuple[str, ...] = tuple(
+    t for t in contract.CARE_EPISODE_EVENT_TYPES if t not in contract.OUTCOME_EVENT_TYPES
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,7 @@ def as_of_dates(
 
 def _feature_sql() -> str:
     outcome = ", ".join(f"'{t}'" for t in contract.OUTCOME_EVENT_TYPES)
+    episode_only = ", ".join(f"'{t}'" for t in EPISODE_ONLY_TYPES)
     aggs = []
     for g in EVENT_GROUPS:
         types = ", ".join(f"'{t}'" for t in g.types)
@@ -186,7 +193,7 @@ def _feature_sql() -> str:
         "count(*) FILTER (WHERE e.event_type = 'school_move'"
         " AND e.event_date >= p.as_of - INTERVAL 12 MONTH) AS school_moves_12m",
         "count(DISTINCT e.agency) AS n_agencies",
-        "count(e.event_date) AS n_events_used",
+        f"count(e.event_date) FILTER (WHERE e.event_type NOT IN ({episode_only})) AS n_events_used",
         "string_agg(DISTINCT e.load_id, ',' ORDER BY e.load_id) AS source_loads",
         "max(CASE WHEN e.event_type = 'looked_after_start'"
         " AND e.event_date >= p.as_of - INTERVAL 12 MONTH THEN 1 ELSE 0 END) AS currently_looked_after",

@@ -60,10 +60,25 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
         "child_in_need",
         "cp_plan_start",
         "looked_after_start",
+        "placement_start",  # value = PLACEMENT_KINDS code; on entry to care and at each move
+        "looked_after_end",  # the child ceases to be looked after
     ),
 }
 #: event types whose `value` is required (all others leave it empty)
-VALUED_EVENT_TYPES: frozenset[str] = frozenset({"attendance"})
+VALUED_EVENT_TYPES: frozenset[str] = frozenset({"attendance", "placement_start"})
+#: placement kinds, as children's social care codes them on `placement_start` (value = the code):
+#: 1 foster care with an unrelated carer, 2 kinship (family and friends / connected persons
+#: fostering), 3 residential (children's homes, secure units, semi-independent and supported
+#: accommodation), 4 other (placed with parents, placed for adoption, independent living, other)
+PLACEMENT_KINDS: dict[int, str] = {1: "foster", 2: "kinship", 3: "residential", 4: "other"}
+#: valued event types whose value must be one of a fixed set of codes
+CODED_EVENT_VALUES: dict[str, tuple[int, ...]] = {"placement_start": tuple(PLACEMENT_KINDS)}
+#: the episode in care: a start, placement starts (entry and moves) and an end
+CARE_EPISODE_EVENT_TYPES: tuple[str, ...] = (
+    "looked_after_start",
+    "placement_start",
+    "looked_after_end",
+)
 #: the outcome the risk model predicts: either of these within 12 months of the as-of date
 OUTCOME_EVENT_TYPES: tuple[str, ...] = ("cp_plan_start", "looked_after_start")
 

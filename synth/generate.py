@@ -1,7 +1,8 @@
 """The synth stage: make a synthetic county and write the raw agency extracts, the public area
 reference and the truth (see synth/README.md).
 
-Owns: `run(settings, children=20000, seed=42) -> dict` (the stage function), `inject_entry_errors`.
+Owns: `run(settings, children=20000, seed=42) -> dict` (the stage function), `inject_entry_errors`,
+`placement_events` (the episodes' csc rows).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from joinedup.config import Settings
 from synth import events as ev_mod
 from synth import identifiers as ids
 from synth import names as nm
+from synth import placements as pl
 from synth import process as pr
 from synth.county import make_county
 from synth.observable_oracle import observable_probability
@@ -95,6 +97,21 @@ def inject_entry_errors(
     return out
 
 
+def placement_events(
+    rng: np.random.Generator, people: pd.DataFrame, events: pd.DataFrame, first_number: int
+) -> pd.DataFrame:
+    """The episodes' csc rows (`placement_start`, `looked_after_end`) as raw event rows, each on
+    one of the child's csc records (duplicates: 50/50 from the placement generator), sorted by
+    date, numbered on from `first_number` (so the other rows keep their event ids and row
+    numbers: these rows follow them in the file); placement codes written as whole numbers."""
+    out = ids.assign_events(rng, "csc", people, events)
+    codes = pd.to_numeric(out.value.where(out.value != ""), errors="coerce")
+    out["value"] = np.where(codes.notna(), codes.fillna(0).astype(np.int64).astype(str), "")
+    prefix = ids.RULES["csc"].prefix + "E"
+    out["event_id"] = ids._ids(prefix, np.arange(len(out)) + first_number, 8)
+    return out
+
+
 def _write_csv(df: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
     table = pa.table({c: pa.array(df[c].to_numpy(dtype=object), type=pa.string()) for c in columns})
     tmp = path.with_suffix(".csv.tmp")
@@ -113,8 +130,11 @@ def run(
     children: int = 20000,
     seed: int = 42,
     entry_error_rate: float = ENTRY_ERROR_RATE,
+    placements: bool = True,
 ) -> dict:
-    """Generate the county and write every file (see synth/README.md); returns figures."""
+    """Generate the county and write every file (see synth/README.md); returns figures.
+    `placements=False` leaves out the episodes in care (`placement_start`, `looked_after_end`):
+    every other file and row is the same either way (they come from their own generator)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     extract = settings.extract_date
@@ -141,6 +161,18 @@ def run(
     )
     observable_seconds = round(time.perf_counter() - t_obs, 2)
 
+    # episodes in care, from their own generator (the main stream is untouched)
+    la = outcomes[outcomes.type == "looked_after_start"]
+    la_child = la.child.to_numpy()
+    prng = pl.placement_rng(seed)
+    care_events, episodes = pl.make_episodes(
+        prng,
+        la_child,
+        la.date.to_numpy(),
+        kids.dob.to_numpy()[la_child],
+        extract,
+    )
+
     members = {
         "health": np.arange(children),
         "education": np.flatnonzero(kids.in_education.to_numpy()),
@@ -155,6 +187,15 @@ def run(
         out = ids.assign_events(rng, agency, people, ag_ev)
         out["extract_date"] = extract
         errors += inject_entry_errors(rng, agency, out, extract, entry_error_rate)
+        if agency == "csc" and placements and len(care_events):
+            extra = placement_events(
+                prng,
+                people,
+                care_events.assign(agency="csc"),
+                len(out) + 1,
+            )
+            extra["extract_date"] = extract
+            out = pd.concat([out, extra], ignore_index=True)
         _write_csv(
             people,
             contract.RAW_PEOPLE_COLUMNS,
@@ -230,6 +271,22 @@ def run(
         ),
         settings.truth_dir / "household_states.parquet",
     )
+    if placements:
+        _write_parquet(
+            pd.DataFrame(
+                {
+                    "person_id": pid[episodes.child.to_numpy()],
+                    "episode": episodes.episode.to_numpy(),
+                    "start": pd.to_datetime(episodes.start).dt.date,
+                    "end": pd.to_datetime(episodes.end).dt.date,
+                    "end_reason": episodes.end_reason.to_numpy(dtype=object),
+                    "first_kind": episodes.first_kind.to_numpy(),
+                    "last_kind": episodes.last_kind.to_numpy(),
+                    "n_moves": episodes.n_moves.to_numpy(),
+                }
+            ),
+            settings.truth_dir / "episodes.parquet",
+        )
     err_df = pd.DataFrame(
         errors, columns=["agency", "kind", "row_number", "column", "error", "bad_value"]
     ).astype({"row_number": "int64"})
@@ -255,6 +312,8 @@ def run(
             "mean_observable_oracle_p": round(float(oracle.p_observable.mean()), 5),
             "observable_oracle_seconds": observable_seconds,
             "entry_errors": len(errors),
+            "care_episodes": len(episodes) if placements else 0,
+            "in_care_at_extract": int((episodes.end_reason == "open").sum()) if placements else 0,
             "seed": seed,
         }
     )

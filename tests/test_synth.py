@@ -14,6 +14,7 @@ from joinedup import contract
 from joinedup.config import Settings
 from synth import generate
 from synth import names as nm
+from synth import placements as pl
 from synth import process as pr
 from synth.county import nhs_valid
 
@@ -170,6 +171,7 @@ def _bad_rows(settings: Settings, agency: str) -> pd.DataFrame:
     bad_type = ~ev.event_type.isin(contract.EVENT_TYPES[agency])
     val = pd.to_numeric(ev.value.where(ev.value != ""), errors="coerce")
     bad_value = (ev.event_type == "attendance") & ~val.between(0, 100)
+    bad_value |= (ev.event_type == "placement_start") & ~val.isin(list(contract.PLACEMENT_KINDS))
     ev["bad"] = bad_date | bad_type | bad_value
     return ev
 
@@ -338,3 +340,137 @@ def test_other_extract_date(tmp_path):
         ev = _bad_rows(settings, agency)
         assert not ev.bad.any()
         assert (ev.extract_date == "2025-04-01").all()
+
+
+# ------------------------------------------------------------------ episodes in care
+
+
+def _person_events(settings: Settings, agency: str = "csc") -> pd.DataFrame:
+    ev = _raw(settings, agency, "events")
+    people = _raw(settings, agency, "people")
+    truth = _truth(settings, f"people_{agency}")
+    ev["person_id"] = ev.source_id.map(dict(zip(people.source_id, truth.person_id, strict=True)))
+    return ev
+
+
+def test_episodes_in_care_well_formed(county):
+    settings, fig = county
+    eps = _truth(settings, "episodes")
+    out = _truth(settings, "outcomes")
+    la = out[out.type == "looked_after_start"]
+    assert len(eps) == len(la) == fig["care_episodes"] > 0  # every start begins an episode
+    assert sorted(zip(eps.person_id, eps.start, strict=True)) == sorted(
+        zip(la.person_id, la.date, strict=True)
+    )
+    extract = pd.Timestamp(settings.extract_date)
+    start, end = pd.to_datetime(eps.start), pd.to_datetime(eps.end)
+    closed = end.notna()
+    assert (end[closed] >= start[closed]).all() and (end[closed] < extract).all()
+    assert (closed == (eps.end_reason != "open")).all()
+    assert set(eps.end_reason) <= {"exit", "age_18", "new_start", "open"}
+    assert fig["in_care_at_extract"] == int((~closed).sum()) > 0
+    # episodes of one child never overlap; a new start ends the open one the day before
+    eps = eps.assign(start=start, end=end).sort_values(["person_id", "start"])
+    nxt = eps.groupby("person_id").start.shift(-1)
+    has_next = nxt.notna()
+    assert (eps.end[has_next] < nxt[has_next]).all()
+    ns = eps.end_reason == "new_start"
+    assert (eps.end[ns] == nxt[ns] - pd.Timedelta(days=1)).all()
+    kinds = set(contract.PLACEMENT_KINDS)
+    assert set(eps.first_kind) <= kinds and set(eps.last_kind) <= kinds
+
+    ev = _person_events(settings)
+    assert (pd.to_datetime(ev.event_date, errors="coerce") < extract).sum() >= len(ev) - len(
+        _truth(settings, "entry_errors").query("agency == 'csc'")
+    )
+    place = ev[ev.event_type == "placement_start"]
+    assert set(place.value.astype(int)) <= kinds
+    assert len(place) == len(eps) + eps.n_moves.sum()
+    ends = ev[ev.event_type == "looked_after_end"]
+    assert sorted(zip(ends.person_id, ends.event_date, strict=True)) == sorted(
+        zip(eps.person_id[closed], eps.end[closed].dt.strftime("%Y-%m-%d"), strict=True)
+    )
+    # each entry placement is on its start date with the episode's first kind
+    first = place.merge(
+        eps.assign(event_date=eps.start.dt.strftime("%Y-%m-%d")), on=["person_id", "event_date"]
+    )
+    assert len(first) >= len(eps)
+    assert (eps.end_reason == "exit").mean() > 0.4  # most episodes of 2019-2024 have ended
+
+
+def test_episode_process_exits_at_18_and_mix():
+    """The process alone: the 18th birthday ends an episode, a new start ends the open one the
+    day before, nothing on/after the extract, and a long run gives the stock mix and durations
+    the parameters were chosen for (synth/placements.py docstring)."""
+    n = 20000
+    rng = np.random.default_rng(1)
+    start = np.datetime64("2010-01-01") + rng.integers(0, 365, n).astype("timedelta64[D]")
+    dob = np.full(n, np.datetime64("2000-01-01"))
+    dob[:100] = np.datetime64("1993-02-15")  # 18 on 2011-02-15, within the window
+    dob[100] = np.datetime64("1992-02-29")  # leap day: 18 on 2010-03-01
+    start[100] = np.datetime64("2010-01-05")
+    child = np.arange(n)
+    child[-1] = child[-2]  # a second start for one child
+    start[-2], start[-1] = np.datetime64("2010-03-10"), np.datetime64("2010-06-01")
+    ev, eps = pl.make_episodes(rng, child, start, dob, "2030-01-01")
+    eps = eps.set_index(["child", "episode"])
+    assert (eps.end.dropna() < np.datetime64("2030-01-01")).all()
+    assert (ev.event_date < np.datetime64("2030-01-01")).all()
+    aged = eps.loc[[(i, 0) for i in range(100)]]
+    assert ((aged.end_reason == "age_18") == (aged.end == np.datetime64("2011-02-15"))).all()
+    assert (aged.end <= np.datetime64("2011-02-15")).all() and (aged.end_reason == "age_18").any()
+    leap = eps.loc[(100, 0)]
+    assert leap.end <= np.datetime64("2010-03-01")
+    assert leap.end_reason in ("exit", "age_18")
+    two = eps.loc[child[-1]]
+    assert len(two) == 2
+    if two.iloc[0].end_reason == "new_start":
+        assert two.iloc[0].end == np.datetime64("2010-05-31")
+    assert two.iloc[0].end <= np.datetime64("2010-05-31")
+    # steady state, long window: mean episode ~2 years, stock mix near the England target
+    months = (eps.end - eps.start).dt.days / 30.44
+    assert eps.end.notna().mean() > 0.99
+    assert 19 < months.mean() < 26
+    p = ev[ev.event_type == "placement_start"]
+    assert set(p.value.astype(int)) == set(contract.PLACEMENT_KINDS)
+    # stock on 2014-01-01 by kind from the events alone
+    day = np.datetime64("2014-01-01")
+    e = ev[ev.event_date < day].sort_values("event_date", kind="stable")
+    last_kind = e[e.event_type == "placement_start"].groupby("child").value.last()
+    ended = set(e.child[e.event_type == "looked_after_end"])
+    inside = last_kind[~last_kind.index.isin(list(ended))]
+    mix = inside.value_counts(normalize=True)
+    assert len(inside) > 500
+    assert 0.45 < mix[1.0] < 0.62 and 0.12 < mix[3.0] < 0.25
+
+
+def test_placement_stream_leaves_other_files_unchanged(tmp_path):
+    """The episodes come from their own generator: with them off, every file is byte-identical
+    except the csc events, whose rows are the same as the first rows with them on (the episode
+    rows follow, numbered on); the same seed gives the same episodes."""
+    on = Settings.from_env(tmp_path / "on")
+    on2 = Settings.from_env(tmp_path / "on2")
+    off = Settings.from_env(tmp_path / "off")
+    f_on = generate.run(on, children=600, seed=11)
+    generate.run(on2, children=600, seed=11)
+    f_off = generate.run(off, children=600, seed=11, placements=False)
+    assert _digest(on.home) == _digest(on2.home)
+    d_on, d_off = _digest(on.home), _digest(off.home)
+    csc_events = str((on.agency_dir / contract.file_name("csc", "events")).relative_to(on.home))
+    episodes = str((on.truth_dir / "episodes.parquet").relative_to(on.home))
+    assert set(d_on) - set(d_off) == {episodes}
+    for name in d_off:
+        if name != csc_events:
+            assert d_on[name] == d_off[name], name
+    a, b = _raw(on, "csc", "events"), _raw(off, "csc", "events")
+    assert len(a) > len(b) and a.iloc[: len(b)].equals(b)
+    extra = a.iloc[len(b) :]
+    assert set(extra.event_type) == {"placement_start", "looked_after_end"}
+    assert not b.event_type.isin(["placement_start", "looked_after_end"]).any()
+    for key in ("outcomes", "entry_errors", "mean_oracle_p", "mean_observable_oracle_p"):
+        assert f_on[key] == f_off[key]
+    assert {k: v for k, v in f_on["events"].items() if k != "csc"} == {
+        k: v for k, v in f_off["events"].items() if k != "csc"
+    }
+    assert f_on["events"]["csc"] == f_off["events"]["csc"] + len(extra)
+    assert f_on["care_episodes"] > 0 and f_off["care_episodes"] == 0

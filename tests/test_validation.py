@@ -152,6 +152,77 @@ def test_suites_cover_every_agency_and_kind():
                 assert e["meta"]["rule"]
 
 
+def test_event_suites_follow_the_contract():
+    """The allowed event types, the value-required rule and the coded values come from the
+    contract (EVENT_TYPES, VALUED_EVENT_TYPES, CODED_EVENT_VALUES)."""
+    for agency in contract.AGENCIES:
+        by_column = {}
+        for e in load_suite(agency, "events")["expectations"]:
+            by_column.setdefault(e["kwargs"].get("column"), []).append(e)
+        types = [
+            e for e in by_column["event_type"] if e["type"] == "expect_column_values_to_be_in_set"
+        ]
+        assert len(types) == 1
+        assert types[0]["kwargs"]["value_set"] == list(contract.EVENT_TYPES[agency])
+        valued = [t for t in contract.EVENT_TYPES[agency] if t in contract.VALUED_EVENT_TYPES]
+        required = by_column.get("value_present_if_required", [])
+        assert len(required) == (1 if valued else 0)
+        if valued:
+            assert required[0]["kwargs"]["value_set"] == [True]
+            assert required[0]["meta"]["rule"].endswith(", ".join(valued))
+        coded = [t for t in contract.EVENT_TYPES[agency] if t in contract.CODED_EVENT_VALUES]
+        assert len(by_column.get("value_in_codes", [])) == (1 if coded else 0)
+        for t in coded:
+            rule = by_column["value_in_codes"][0]["meta"]["rule"]
+            assert t in rule
+            assert all(f"{c} {n}" in rule for c, n in contract.PLACEMENT_KINDS.items())
+
+
+def test_placement_start_value_must_be_a_kind_code(settings, linkage):
+    people = [person(agency="csc") for _ in range(2)]
+    rec = people[0]["record_token"]
+    rows = [
+        ("looked_after_start", ""),  # row 1 ok
+        ("placement_start", "1"),  # row 2 ok
+        ("placement_start", "4.0"),  # row 3 ok (a number equal to a code)
+        ("placement_start", "7"),  # row 4: not a code
+        ("placement_start", "2.5"),  # row 5: not a code
+        ("placement_start", ""),  # row 6: value missing
+        ("looked_after_end", ""),  # row 7 ok
+        ("placement_start", "3"),  # row 8 ok
+    ]
+    events = [event(rec, agency="csc", event_type=t, value=v) for t, v in rows]
+    with connect(linkage) as con:
+        add_load(con, "LP", "csc", "people", people)
+    with connect(settings) as con:
+        add_load(con, "LA", "csc", "attributes", attributes_for(people))
+        add_load(con, "LE", "csc", "events", events)
+    validate.run(linkage)
+    validate.run(settings)
+    with connect(settings) as con:
+        q = dict(
+            con.execute(
+                "SELECT row_number, rules || ' || ' || reason FROM quarantine.rows "
+                "WHERE load_id = 'LE'"
+            ).fetchall()
+        )
+        staged = con.execute(
+            "SELECT event_type, value FROM staging.events WHERE load_id = 'LE' ORDER BY row_number"
+        ).fetchall()
+    assert set(q) == {4, 5, 6}
+    for row in (4, 5):
+        assert "expect_column_values_to_be_in_set:value_in_codes" in q[row]
+        assert f"csc_events.csv row {row}: placement_start value must be a placement kind" in q[row]
+    assert "value_present_if_required" in q[6]
+    assert staged == [
+        ("looked_after_start", None),
+        ("placement_start", 1.0),
+        ("placement_start", 4.0),
+        ("looked_after_end", None),
+        ("placement_start", 3.0),
+    ]
+
+
 def test_real_date_check():
     import pandas as pd
 
@@ -203,7 +274,8 @@ def test_clean_batches_stage_every_row_and_rerun_is_a_noop(settings, linkage):
             "SELECT (SELECT count(*) FROM staging.events), (SELECT count(*) FROM audit.validations)"
         ).fetchone()
     assert [a[0] for a in audit] == ["LA", "LE"]
-    assert audit[1][1] == "health_events" and audit[1][2] == "2.0.0"
+    assert audit[1][1] == "health_events"
+    assert audit[1][2] == load_suite("health", "events")["meta"]["version"]
     assert audit[0][1] == "health_attributes" and audit[0][2] == "2.0.0"
     assert audit[0][3] in ("passed", "warnings")
     assert audit[1][4:7] == (18, 18, 0)
