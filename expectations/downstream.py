@@ -256,6 +256,46 @@ def _secondary_ok(cells: pd.DataFrame) -> pd.Series:
     return pd.Series(ok, index=cells.index)
 
 
+# ------------------------------------------------------------------ scores.forecast_monthly
+def _monthly_frame(con: Any, settings: Settings) -> pd.DataFrame:
+    """One row per forecast row, with the checks: intervals nested and ordered around the mean,
+    no negative count, 12 months per (view, outcome, level, age band), and the age bands' means
+    adding up to the county's (top-down reconciled, bottom-up by construction)."""
+    f = con.execute(
+        "SELECT view, outcome, level, age_band, month, horizon, mean, lower_80, upper_80, "
+        "lower_95, upper_95 FROM scores.forecast_monthly"
+    ).df()
+    # nested, and the mean within a count of the 95% interval: a count interval holds whole
+    # numbers, so for a small count it may end below the mean (mean 0.04, 95% interval 0 to 0)
+    f["interval_ordered"] = (
+        (f["lower_95"] <= f["lower_80"] + 1e-9)
+        & (f["lower_80"] <= f["upper_80"] + 1e-9)
+        & (f["upper_80"] <= f["upper_95"] + 1e-9)
+        & (f["lower_95"] <= f["mean"] + 1e-9)
+        & (f["mean"] <= f["upper_95"] + 1)
+    )
+    f["lowest"] = f[["mean", "lower_80", "lower_95"]].min(axis=1)
+    keys = ["view", "outcome", "level", f["age_band"].fillna("")]
+    f["months_in_series"] = f.groupby(keys)["horizon"].transform("nunique")
+    bands = f[f["level"] == "age_band"].groupby(["view", "outcome", "horizon"])["mean"].sum()
+    total = f[f["level"] == "total"].set_index(["view", "outcome", "horizon"])["mean"]
+    diff = (total - bands.reindex(total.index)).abs()
+    ok = (diff <= 0.01 + 0.001 * total) | bands.reindex(total.index).isna()
+    idx = pd.MultiIndex.from_frame(f[["view", "outcome", "horizon"]])
+    f["bands_add_up_to_total"] = ok.reindex(idx).fillna(True).to_numpy()
+    return f
+
+
+# ------------------------------------------------------------------ scores.forecast_backtest
+def _backtest_frame(con: Any, settings: Settings) -> pd.DataFrame:
+    f = con.execute(
+        "SELECT view, outcome, horizon, forecasts, mae, mase, coverage_80 "
+        "FROM scores.forecast_backtest"
+    ).df()
+    f["horizons"] = f.groupby(["view", "outcome"])["horizon"].transform("nunique")
+    return f
+
+
 def _forecast_parameters(con: Any, settings: Settings, previous: dict | None) -> dict:
     return {}
 
@@ -287,6 +327,20 @@ TARGETS: dict[str, Target] = {
         ),
         Target("scores.current", "scores", _scores_frame, _scores_parameters, _scores_baseline),
         Target("scores.forecast", "forecasts", _forecast_frame, _forecast_parameters, _no_baseline),
+        Target(
+            "scores.forecast_monthly",
+            "forecasts_monthly",
+            _monthly_frame,
+            _forecast_parameters,
+            _no_baseline,
+        ),
+        Target(
+            "scores.forecast_backtest",
+            "forecasts_backtest",
+            _backtest_frame,
+            _forecast_parameters,
+            _no_baseline,
+        ),
     )
 }
 

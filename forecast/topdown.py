@@ -22,6 +22,8 @@ import pandas as pd
 
 #: central intervals reported: 80% (planning) and 95%
 LEVELS: tuple[float, ...] = (0.8, 0.95)
+#: simulated monthly means are capped at this multiple of (the window's largest count + 1)
+CAP_FACTOR = 3.0
 #: the term sets the model chooses among by AIC: level only, trend, yearly season, both
 TERM_SETS: tuple[tuple[str, ...], ...] = ((), ("trend",), ("season",), ("trend", "season"))
 
@@ -53,6 +55,7 @@ class TopDown:
     aic_: float = float("nan")
     last_: pd.Timestamp | None = None
     n_: int = 0
+    cap_: float = np.inf
 
     def fit(self, y: pd.Series) -> TopDown:
         y = y.iloc[-self.window :]
@@ -68,6 +71,7 @@ class TopDown:
         self.params_, self.cov_ = best["params"], best["cov"]
         self.alpha_, self.family_, self.aic_ = best["alpha"], best["family"], best["aic"]
         self.last_ = y.index[-1]
+        self.cap_ = CAP_FACTOR * (float(y.max()) + 1.0)
         return self
 
     def _fit_terms(self, y: pd.Series, terms: tuple[str, ...]) -> dict:
@@ -105,31 +109,49 @@ class TopDown:
                     pass
         return best
 
-    def forecast(self, h: int = 12) -> pd.DataFrame:
-        """Mean and central intervals (LEVELS) of the count in each of the next `h` months."""
+    def months(self, h: int = 12) -> pd.DatetimeIndex:
+        """The `h` months after the last month fitted."""
+        if self.last_ is None:
+            raise RuntimeError("fit first")
+        return pd.date_range(self.last_ + pd.offsets.MonthBegin(1), periods=h, freq="MS")
+
+    def simulate(self, h: int = 12) -> np.ndarray:
+        """(n_sims x h) simulated counts of the next `h` months (sample paths: one coefficient
+        draw per path, so the months of a path move together as estimation error makes them)."""
         if self.params_ is None:
             raise RuntimeError("fit first")
-        months = pd.date_range(self.last_ + pd.offsets.MonthBegin(1), periods=h, freq="MS")
+        months = self.months(h)
         t = np.arange(self.n_, self.n_ + h, dtype=float)
         X = _design(t, months.month.to_numpy(), self.n_, self.terms_)
         rng = np.random.default_rng(self.seed)
         betas = rng.multivariate_normal(
             self.params_, self.cov_, size=self.n_sims, method="cholesky"
         )
-        mu = np.exp(np.clip(betas @ X.T, -20, 20))  # (sims, h)
+        # a coefficient draw far in the tail of a sparse series would extrapolate to
+        # hundreds a month: the mean is capped at CAP_FACTOR x the window's largest count
+        mu = np.minimum(np.exp(np.clip(betas @ X.T, -20, 20)), self.cap_)  # (sims, h)
         if self.alpha_ > 0:
             shape = 1 / self.alpha_
             lam = rng.gamma(shape, mu / shape)
         else:
             lam = mu
-        draws = rng.poisson(lam)
-        out = pd.DataFrame({"month": months, "horizon": np.arange(1, h + 1)})
-        out["mean"] = draws.mean(axis=0)
-        for level in LEVELS:
-            bounds = [count_interval(draws[:, k], level) for k in range(h)]
-            out[f"lower_{int(level * 100)}"] = [b[0] for b in bounds]
-            out[f"upper_{int(level * 100)}"] = [b[1] for b in bounds]
-        return out
+        return rng.poisson(lam)
+
+    def forecast(self, h: int = 12) -> pd.DataFrame:
+        """Mean and central intervals (LEVELS) of the count in each of the next `h` months."""
+        return summarise(self.simulate(h), self.months(h))
+
+
+def summarise(draws: np.ndarray, months: pd.DatetimeIndex) -> pd.DataFrame:
+    """Mean and central count intervals (LEVELS) per month of (sims x months) draws."""
+    h = draws.shape[1]
+    out = pd.DataFrame({"month": months, "horizon": np.arange(1, h + 1)})
+    out["mean"] = draws.mean(axis=0)
+    for level in LEVELS:
+        bounds = [count_interval(draws[:, k], level) for k in range(h)]
+        out[f"lower_{int(level * 100)}"] = [b[0] for b in bounds]
+        out[f"upper_{int(level * 100)}"] = [b[1] for b in bounds]
+    return out
 
 
 def count_interval(draws: np.ndarray, level: float) -> tuple[float, float]:

@@ -27,7 +27,7 @@ CHECKPOINTS: dict[str, tuple[str, ...]] = {
     "features": ("features.before_commit",),
     "train": ("train.before_current",),
     "score": ("score.before_commit",),
-    "forecast": ("forecast.before_commit",),
+    "forecast": ("forecast.before_commit", "forecast.monthly_before_commit"),
     "publish": ("publish.before_swap",),
 }
 

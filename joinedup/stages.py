@@ -103,7 +103,7 @@ STAGES: dict[str, Stage] = {
         Stage("score", "models.score:run", "hub", "score current children with reasons"),
         Stage(
             "forecast",
-            "models.forecast:run",
+            "forecast.stage:run",
             "hub",
             "care-demand forecast (aggregates, suppressed)",
         ),
