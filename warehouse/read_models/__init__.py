@@ -17,5 +17,5 @@ module's `TABLES` is the same schema as code.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1.2.0"
+SCHEMA_VERSION = "1.3.0"
 AUDIENCES: tuple[str, ...] = ("analysts", "planners", "engineers")

@@ -102,10 +102,13 @@ def _planners_counts_frame(catalog: str) -> Callable[[Any, Settings], pd.DataFra
 
     def frame(con: Any, settings: Settings) -> pd.DataFrame:
         parts = []
+        unsafe = _audited(con, catalog, int(settings.small_number_threshold))
         for table, columns in COUNT_COLUMNS.items():
             df = con.execute(f"SELECT * FROM {catalog}.main.{table}").df()
             suppressed = df["suppressed"].astype(bool).to_numpy()
             ok = np.ones(len(df), dtype=bool)
+            if table in unsafe:
+                ok[:] = False  # the attacker's LP narrows a hidden count (names no cell)
             if "level" in df.columns:
                 for g in additive_groups(df):
                     if len(g) > 1 and suppressed[g].sum() == 1:
@@ -129,6 +132,18 @@ def _planners_counts_frame(catalog: str) -> Callable[[Any, Settings], pd.DataFra
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols + flags)
 
     return frame
+
+
+def _audited(con: Any, catalog: str, threshold: int) -> set[str]:
+    """The planners' tables protected jointly (`planning.published_outputs`) in which the
+    attacker's linear programmes (`disclosure.audit`: every published count, every relation
+    within and between the outputs, non-negativity) find a shown small count or a hidden count
+    narrowed below the protection level."""
+    from disclosure import audit
+    from warehouse.read_models.planning import published_outputs
+
+    outputs, groups = published_outputs(con, catalog)
+    return {f.output for f in audit(outputs, threshold, groups=groups)} if outputs else set()
 
 
 def _engineers_reasons_frame(catalog: str) -> Callable[[Any, Settings], pd.DataFrame]:

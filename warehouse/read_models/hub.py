@@ -18,6 +18,8 @@ from typing import Any
 
 import duckdb
 
+from forecast.tables import TABLES as FORECAST_TABLES
+from forecast.tables import columns as forecast_columns
 from joinedup.config import Settings
 
 #: hub table -> {column: type} for every column a read model reads (the hub may hold more)
@@ -69,6 +71,8 @@ HUB_TABLES: dict[str, dict[str, str]] = {
         "model_version": "VARCHAR",
     },
     "reference.wards": {"ward_code": "VARCHAR", "ward_name": "VARCHAR", "imd_decile": "INTEGER"},
+    # the forecast stage's monthly tables (forecast.tables), every column
+    **{t: forecast_columns(t) for t in FORECAST_TABLES},
     "linked.link_review": {
         "pair_id": "VARCHAR",
         "rank": "INTEGER",

@@ -5,7 +5,9 @@ forecast as the forecast stage suppressed it (`scores.forecast`), children known
 ward and age band (suppressed with the forecast's own rule, `models.forecast.suppress`: primary
 below `settings.small_number_threshold`, then secondary so no cell is recoverable from its
 margins) and last-12-months activity by agency and event type (no margins are published, so
-primary suppression suffices).  No child id, token, load id or single child's row anywhere.
+primary suppression suffices), and the care-demand tables of `warehouse.read_models.planning`
+(monthly forecasts of both views, history, backtests, scenario inputs, children in care; counts
+protected jointly with `disclosure`).  No child id, token, load id or single child's row anywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 
 from joinedup.config import Settings
 from models.forecast import age_band_sql
+from warehouse.read_models import planning
 from warehouse.read_models.hub import HUB_TABLES, source
 
 TABLES: dict[str, dict[str, str]] = {
@@ -37,6 +40,7 @@ TABLES: dict[str, dict[str, str]] = {
         "suppressed": "BOOLEAN",
         "as_of": "DATE",
     },
+    **planning.TABLES,
 }
 
 #: every count column a planner sees: NULL (suppressed) or 0 or >= the threshold
@@ -44,6 +48,7 @@ COUNT_COLUMNS: dict[str, tuple[str, ...]] = {
     "forecast": ("expected", "observed_last_12m"),
     "children_known": ("children",),
     "activity_12m": ("children", "events"),
+    **planning.COUNT_COLUMNS,
 }
 
 
@@ -139,3 +144,4 @@ def build(
         """,
         [extract, extract, extract],
     )
+    planning.build(con, settings, cat)
