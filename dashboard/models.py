@@ -9,7 +9,8 @@ Owns:
 * `JudgeFirstView`: an analyst's own view recorded before the score was revealed;
 * `LinkDecision`: an accept/reject on an uncertain link, handed to the linkage unit as a file;
 * `IdentificationRequest`: an audited request to the agencies holding a child's records;
-* `Preference`: per-user settings (judge-first mode).
+* `Preference`: per-user settings (judge-first mode);
+* `SavedScenario`: a planner's saved scenario (name and levers), private to its owner.
 """
 
 from __future__ import annotations
@@ -127,3 +128,19 @@ class IdentificationRequest(models.Model):
 class Preference(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     judge_first = models.BooleanField(default=False)
+
+
+class SavedScenario(models.Model):
+    """A planner's saved scenario: its name and levers (`forecast.scenarios.Scenario` fields as
+    JSON), private to its owner."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=80)
+    params = models.JSONField(default=dict)
+    saved_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-saved_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="one_scenario_name_per_owner")
+        ]

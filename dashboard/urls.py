@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from dashboard.admin_site import site as admin_site
-from dashboard.views import accounts, admin_views, analysts, engineers, errors, links
+from dashboard.views import accounts, admin_views, analysts, engineers, errors, links, planners
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -38,7 +38,9 @@ urlpatterns = [
     path("pipeline/linkage/report/", engineers.linkage_report, name="linkage_report"),
     path("pipeline/models/", engineers.models, name="pipeline_models"),
     # planners
-    path("planning/", admin_views.planning, name="planning"),
+    path("planning/", planners.overview, name="planning"),
+    path("planning/scenario/", planners.scenario, name="planning_scenario"),
+    path("planning/export/<str:name>.<str:fmt>", planners.export, name="planning_export"),
     # admins
     path("admin-area/audit/", admin_views.audit_log, name="audit_log"),
     path("admin-area/audit/export.csv", admin_views.audit_export, name="audit_export"),

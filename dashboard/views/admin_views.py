@@ -109,23 +109,3 @@ def users(request: HttpRequest) -> HttpResponse:
     ]
     audit.record(request, "view_users")
     return render(request, "dashboard/users.html", {"people": people, "role_help": ROLE_HELP})
-
-
-@role_required("planning")
-def planning(request: HttpRequest) -> HttpResponse:
-    """Planners' area: the planners' read model only (aggregates, small numbers suppressed).
-    Backtests, costs and scenarios arrive with issue 13."""
-    from dashboard import readmodels as rm
-
-    forecast = rm.query(
-        "planners",
-        "SELECT level, ward_name, age_band, expected, lower, upper, observed_last_12m, "
-        "suppressed FROM forecast WHERE level IN ('total', 'ward') "
-        "ORDER BY level DESC, ward_name",
-    )
-    known = rm.query(
-        "planners",
-        "SELECT level, ward_name, age_band, children, suppressed FROM children_known "
-        "WHERE level IN ('total', 'age_band') ORDER BY level DESC, age_band",
-    )
-    return render(request, "dashboard/planning.html", {"forecast": forecast, "known": known})

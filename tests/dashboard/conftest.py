@@ -24,6 +24,9 @@ def published_home(tmp_path_factory):
     settings = Settings.from_env(tmp_path_factory.mktemp("dashboard-hub") / "home")
     settings.ensure_dirs()
     _make_hub(settings)
+    from tests.planning_fixture import make_forecast_tables
+
+    make_forecast_tables(settings)
     from models.card import CARD_NAME
 
     card = settings.models_dir / "v1" / f"{CARD_NAME}.html"

@@ -33,6 +33,8 @@ PAGES = {
     "linkage": ("/pipeline/linkage/", "pipeline"),
     "pipeline_models": ("/pipeline/models/", "pipeline"),
     "planning": ("/planning/", "planning"),
+    "planning_scenario": ("/planning/scenario/?early_help_k=20&risk_reduction=10", "planning"),
+    "planning_export": ("/planning/export/forecast.csv", "planning"),
     "audit_log": ("/admin-area/audit/", "audit"),
     "audit_export": ("/admin-area/audit/export.csv", "audit"),
     "users": ("/admin-area/users/", "users"),
