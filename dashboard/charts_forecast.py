@@ -18,8 +18,8 @@ from dashboard.charts import GRID, INK, MUTED, _nice_max, _svg
 
 #: view -> (colour, dash, label); both pass WCAG AA contrast on white
 VIEW_STYLE = {
-    "top_down": ("#1d4f91", "", "Top-down (history of counts)"),
-    "bottom_up": ("#a4330e", "6 4", "Bottom-up (sum of risk scores)"),
+    "top_down": ("#1d4f91", "", "Top-down"),
+    "bottom_up": ("#a4330e", "6 4", "Bottom-up"),
 }
 HISTORY = "#1b1b1b"
 
@@ -127,7 +127,7 @@ def fan_chart(
             f'fill="{INK}">{d:%b %Y}</text>'
         )
     legend_y = height - 22
-    items = [("history", HISTORY, "", "What happened (hollow: suppressed)")] + [
+    items = [("history", HISTORY, "", "Happened (hollow: suppressed)")] + [
         (v, *VIEW_STYLE.get(v, (INK, "", v))) for v in views
     ]
     x0 = left

@@ -202,12 +202,43 @@ def test_admin_reads_the_audit_log(page, live_server, make_user, shots):
     assert "admin1" in page.locator("tbody").inner_text()
 
 
-def test_planner_sees_aggregates_only(page, live_server, make_user):
+def test_planner_journey(page, live_server, make_user, shots):
+    """Log in, read the forecast, run a scenario, save it, export what is shown."""
     planner = make_user("planner")
     sign_in(page, live_server, planner)
     assert page.url.endswith("/planning/")
     check_accessibility(page, "planning")
-    assert "suppressed" in page.locator("main").inner_text()
+    main = page.locator("main").inner_text()
+    assert "Entries to care" in main and "Top-down" in main and "Bottom-up" in main
+    assert "suppressed" in main
+    assert page.locator("svg.chart").count() >= 3  # two outcomes' fan charts and children in care
+    page.screenshot(path=shots / "planner-forecast.png", full_page=True)
+    # export what is shown
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="Excel").first.click()
+    assert dl.value.suggested_filename == "joinedup-all.xlsx"
+    # run a scenario: early help for the top 100 children a month, 25% less risk
+    page.get_by_role("link", name=re.compile("Run a scenario")).click()
+    check_accessibility(page, "scenario")
+    page.get_by_label("Early help reaches the top k children each month (k)").fill("100")
+    page.get_by_label("and reduces their risk by (%)").fill("25")
+    page.get_by_role("button", name="Run scenario").click()
+    page.wait_for_load_state()
+    cost = page.locator("table", has=page.locator("caption", has_text="Cost over the next 12"))
+    total = cost.locator("tr", has_text="total").inner_text().split("\t")
+    assert float(total[7]) < 0, total  # the difference: early help saves money
+    check_accessibility(page, "scenario result")
+    page.get_by_label("Save as (name)").last.fill("Early help pilot")
+    page.get_by_role("button", name="Save scenario").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("link", name="Early help pilot").is_visible()
+    page.screenshot(path=shots / "planner-scenario.png", full_page=True)
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="CSV").last.click()
+    assert dl.value.suggested_filename == "joinedup-scenario.csv"
+    body = Path(dl.value.path()).read_text(encoding="utf-8-sig")
+    assert "Cost over the next 12 months" in body
+    assert not page.console_errors
     assert page.goto(f"{live_server.url}/children/").status == 403
 
 

@@ -35,6 +35,9 @@ HISTORY_MONTHS = 36
 #: what each output counts (a cell's key includes it, so totals of different measures differ)
 ENTRIES = {"measure": "children entering a plan or care in the period"}
 IN_CARE = {"measure": "children in care at the month end"}
+#: the secondary suppression's cost: the smallest total hidden (so small interior cells go
+#: before the county's totals, which planners need most), not the fewest cells
+COST = "value"
 #: a pooled row for the placement kinds whose numbers are suppressed
 SMALL_KINDS = "small_groups"
 
@@ -234,7 +237,7 @@ def build(con: duckdb.DuckDBPyConnection, settings: Settings, cat: str) -> None:
     outputs, groups = disclosure_outputs(monthly, quarterly, stock)
     nonempty = [o for o in outputs if len(o.frame)]
     protected = dict(
-        zip([o.name for o in nonempty], protect(nonempty, t, groups=groups), strict=True)
+        zip([o.name for o in nonempty], protect(nonempty, t, groups=groups, cost=COST), strict=True)
     ) if nonempty else {}  # fmt: skip
 
     def write(table: str, frame: pd.DataFrame) -> None:
