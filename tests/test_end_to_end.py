@@ -356,6 +356,17 @@ def test_a_model_that_fails_the_gate_is_registered_but_publishes_no_scores(pipel
         ).fetchone()
         con.close()
         assert n > 0 and expected == 0 and observed > 0, (path, n, expected, observed)
+    # the monthly forecast runs without scores: the top-down view only, and it says why
+    monthly = forecast["monthly"]
+    assert monthly["views"] == ["top_down"] and "deployment gate" in monthly["bottom_up_withheld"]
+    con = duckdb.connect(str(published["planners"]), read_only=True)
+    views = {v for (v,) in con.execute("SELECT DISTINCT view FROM forecast_monthly").fetchall()}
+    months = con.execute("SELECT count(*) FROM history_monthly").fetchone()[0]
+    texts = [t for (t,) in con.execute("SELECT explanation FROM forecast_views").fetchall()]
+    curve = con.execute("SELECT count(*) FROM risk_curve").fetchone()[0]
+    con.close()
+    assert views == {"top_down"} and months > 0 and curve == 0
+    assert len(texts) == 2 and all("deployment gate" in t for t in texts)
     listed = _cli(settings.home, "models", "list")
     assert [m["promoted"] for m in listed["models"]] == [False] and listed["current"] is None
     card = (settings.outputs_dir / "model_card.md").read_text()

@@ -1,0 +1,153 @@
+"""The bottom-up view, the scenarios and the planners' disclosure outputs on known inputs: the
+month split keeps each child's 12-month probability, simulated counts match their expectation,
+levers move the figures the right way with a paired difference, and protecting the planners'
+outputs one by one leaks by differencing where protecting them together does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from disclosure import audit, protect
+from forecast import bottomup, scenarios
+from warehouse.read_models.planning import disclosure_outputs
+
+
+def test_month_shares_spread_each_probability_over_the_year():
+    p = np.array([0.0, 0.01, 0.2, 0.9])
+    m = bottomup.month_shares(p)
+    assert m.shape == (4, 12)
+    assert np.allclose(m.sum(axis=1), p)
+    assert (np.diff(m[2]) < 0).all()  # constant hazard: earlier months carry more
+
+
+def test_simulated_counts_match_the_expected_and_the_split():
+    rng = np.random.default_rng(1)
+    p = rng.beta(0.5, 40, 5000)
+    groups = rng.choice(["a", "b"], 5000)
+    shares = {"cp_plan_start": 0.7, "looked_after_start": 0.3}
+    t = bottomup.table(p, groups, shares, pd.Timestamp("2026-10-01"), n_sims=400, seed=2)
+    total = t[t.group == "total"]
+    assert len(total) == 24 and total["month"].nunique() == 12
+    assert total["mean"].sum() == pytest.approx(p.sum(), rel=1e-9)  # exact, not simulated
+    draws, outcomes, labels = bottomup.simulate(p, groups, shares, 400, seed=2)
+    assert labels == ["a", "b"] and outcomes == list(shares)
+    assert draws.sum(axis=(1, 2, 3)).mean() == pytest.approx(p.sum(), rel=0.03)
+    share_cp = draws[:, 0].sum() / draws.sum()
+    assert share_cp == pytest.approx(0.7, abs=0.02)
+    again, _, _ = bottomup.simulate(p, groups, shares, 400, seed=2)
+    assert np.array_equal(draws, again)  # the same seed, the same draws
+    assert (total["lower_80"] <= total["upper_80"]).all()
+
+
+def _inputs(curve: bool = True) -> scenarios.Inputs:
+    rng = np.random.default_rng(5)
+    months = pd.date_range("2026-10-01", periods=12, freq="MS")
+    scores = np.sort(rng.beta(0.4, 30, 4000))[::-1]
+    ks = np.arange(10, 4001, 10)
+    return scenarios.Inputs(
+        paths={
+            "cp_plan_start": rng.poisson(12, (500, 12)),
+            "looked_after_start": rng.poisson(6, (500, 12)),
+        },
+        months=months,
+        risk_curve=pd.DataFrame({"top_k": ks, "expected_12m": np.cumsum(scores)[ks - 1]})
+        if curve
+        else None,
+        stock_now={"foster": 70, "kinship": 15, "residential": 20, "small_groups": 6},
+        exit_rate={"foster": 0.04, "kinship": 0.03, "residential": 0.05, "small_groups": 0.07},
+        entry_share={"foster": 0.55, "kinship": 0.15, "residential": 0.2, "small_groups": 0.1},
+    )
+
+
+def _total(result: scenarios.Result) -> dict:
+    return result.cost.set_index("item").loc["total"].to_dict()
+
+
+def test_no_levers_is_the_baseline_and_costs_carry_uncertainty():
+    r = scenarios.run(_inputs(), scenarios.Scenario(), seed=0)
+    c = _total(r)
+    assert c["difference"] == 0 and c["difference_low"] == 0 and c["difference_high"] == 0
+    assert c["baseline_low"] < c["baseline"] < c["baseline_high"]
+    care = r.stock[r.stock.kind == "total"]
+    assert len(care) == 12 and (care.baseline > 0).all()
+    assert set(r.stock.kind) == {"foster", "kinship", "residential", "small_groups", "total"}
+
+
+def test_each_lever_moves_the_cost_the_right_way_with_a_paired_interval():
+    base = scenarios.Scenario()
+    eh = _total(scenarios.run(_inputs(), scenarios.Scenario(early_help_k=100,
+                                                            risk_reduction=0.3)))  # fmt: skip
+    assert eh["difference_high"] < 0  # early help saves, and the whole interval says so
+    up = _total(scenarios.run(_inputs(), scenarios.Scenario(referral_rise=0.2)))
+    assert up["difference_low"] > 0
+    mix = _total(scenarios.run(_inputs(), scenarios.Scenario(residential_to_foster=0.5)))
+    assert mix["difference_high"] < 0
+    dear = _total(scenarios.run(_inputs(), scenarios.Scenario(costs={"foster": (60e3, 60e3)})))
+    assert dear["baseline"] > _total(scenarios.run(_inputs(), base))["baseline"]
+    more = _total(scenarios.run(_inputs(), scenarios.Scenario(early_help_k=400,
+                                                              risk_reduction=0.3)))  # fmt: skip
+    assert more["difference"] < eh["difference"]  # reaching more children averts more
+
+
+def test_early_help_needs_a_risk_model():
+    r = scenarios.run(_inputs(curve=False), scenarios.Scenario(early_help_k=100,
+                                                               risk_reduction=0.5))  # fmt: skip
+    assert _total(r)["difference"] == 0 and "no risk model is promoted" in r.notes[0]
+
+
+def test_scenario_levers_are_checked():
+    assert scenarios.Scenario(risk_reduction=1.5).check()
+    assert scenarios.Scenario(costs={"foster": (5, 1)}).check()
+    assert scenarios.Scenario(costs={"castle": (1, 2)}).check()
+    assert not scenarios.Scenario(early_help_k=10, risk_reduction=0.2).check()
+
+
+def _history(seed: int = 4):
+    rng = np.random.default_rng(seed)
+    months = pd.date_range("2023-10-01", periods=36, freq="MS")
+    bands = ["0-4", "5-9", "10-15", "16-17"]
+    rows = [
+        {"outcome": o, "age_band": b, "month": m, "children": int(rng.poisson(lam))}
+        for o, lam0 in (("cp_plan_start", 3.5), ("looked_after_start", 1.5))
+        for b, lam in zip(bands, (lam0, lam0 * 0.8, lam0, lam0 * 0.3), strict=True)
+        for m in months
+    ]
+    monthly = pd.DataFrame(rows)
+    q = monthly.assign(quarter=monthly["month"].dt.to_period("Q").dt.start_time)
+    quarterly = q.groupby(["outcome", "age_band", "quarter"])["children"].sum().reset_index()
+    stock = pd.DataFrame(
+        [
+            {"placement_kind": k, "month": m, "children": int(rng.poisson(lam))}
+            for k, lam in (("foster", 60), ("kinship", 6), ("residential", 14), ("other", 4))
+            for m in months
+        ]
+    )
+    return monthly, quarterly, stock
+
+
+def test_planner_outputs_protected_one_by_one_leak_by_differencing_but_not_together():
+    monthly, quarterly, stock = _history()
+    outputs, groups = disclosure_outputs(monthly, quarterly, stock)
+    # one by one: each output safe on its own, published side by side
+    alone = [protect([o], 10)[0] for o in outputs[:2]]
+    findings = audit(_published(outputs[:2], alone), 10, groups=groups)
+    assert findings, "monthly and quarterly tables protected apart should leak by differencing"
+    assert all("differs" not in f.rule for f in findings)
+    # together: the attacker's LP finds nothing, and some cells are hidden
+    together = protect(outputs, 10, groups=groups)
+    assert audit(_published(outputs, together), 10, groups=groups) == []
+    assert sum(int(f["suppressed"].sum()) for f in together) > 0
+    for f in together:
+        shown = f.loc[~f["suppressed"], "children"].astype(int)
+        assert ((shown == 0) | (shown >= 10)).all()
+
+
+def _published(outputs, frames):
+    from disclosure import Output
+
+    return [
+        Output(o.name, f, o.dims, o.value, scope=dict(o.scope))
+        for o, f in zip(outputs, frames, strict=True)
+    ]
