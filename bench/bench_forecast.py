@@ -28,6 +28,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import duckdb
+    import pandas as pd
 
     from forecast import backtest, history
     from joinedup.config import Settings
@@ -86,7 +87,43 @@ def main() -> int:
             f"  beats seasonal-naive at every horizon: {r['beats_seasonal_naive_every_horizon']}; "
             f"80% coverage within 75-85% at every horizon: {r['coverage_80_within_75_85_every_horizon']}"
         )
+    _stage_table(settings)
     return 0
+
+
+def _stage_table(settings) -> None:
+    """Both views as the forecast stage backtested them (`scores.forecast_backtest`): the
+    bottom-up view on the risk model's held-out months, beside seasonal-naive and top-down on the
+    same origins; printed as a markdown table (docs/forecast.md)."""
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        t = con.execute(
+            "SELECT view, outcome, horizon, forecasts, mae, mase, coverage_80, baseline_mae, "
+            "beats_baseline FROM scores.forecast_backtest ORDER BY outcome, horizon, view"
+        ).df()
+    except duckdb.CatalogException:
+        print("no scores.forecast_backtest in this home: run the forecast stage first")
+        return
+    finally:
+        con.close()
+    for outcome, g in t.groupby("outcome"):
+        print(f"\n{outcome}: the forecast stage's backtests (MAE / 80% coverage, forecasts)")
+        views = [v for v in ("top_down", "seasonal_naive", "bottom_up", "top_down_heldout")
+                 if v in set(g.view)]  # fmt: skip
+        print("| horizon | " + " | ".join(views) + " |")
+        print("|---" * (len(views) + 1) + "|")
+        for h, gh in g.groupby("horizon"):
+            cells = []
+            for v in views:
+                r = gh[gh.view == v].iloc[0]
+                beats = r.beats_baseline
+                mark = "" if pd.isna(beats) or bool(beats) else " **loses**"
+                base = f" vs {r.baseline_mae:.2f}" if v in ("bottom_up", "top_down_heldout") else ""
+                cells.append(f"{r.mae:.2f}{base} / {r.coverage_80:.2f} ({r.forecasts}){mark}")
+            print(f"| {h} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

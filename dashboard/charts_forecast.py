@@ -35,11 +35,13 @@ def fan_chart(
     views: dict[str, Sequence[dict]],
     *,
     y_label: str,
+    quarters: Sequence[dict] = (),
     width: int = 720,
     height: int = 300,
 ) -> SafeString:
     """`history`: [{month, value (None = suppressed)}]; `views`: {view: [{month, mean, lower_80,
-    upper_80, lower_95, upper_95}]}."""
+    upper_80, lower_95, upper_95}]}; `quarters`: [{quarter (first month), value (the quarter's
+    count / 3, None = suppressed)}], drawn as a step a quarter wide where months are small."""
     months = [h["month"] for h in history] + [r["month"] for v in views.values() for r in v]
     if not months:
         return _svg(uid, title, "No data.", width, 40, "")
@@ -48,6 +50,7 @@ def fan_chart(
     left, right, top, bottom = 56, 16, 12, 64
     w, h = width - left - right, height - top - bottom
     values = [x["value"] for x in history if x["value"] is not None]
+    values += [q["value"] for q in quarters if q["value"] is not None]
     values += [r["upper_95"] for v in views.values() for r in v]
     vmax = _nice_max(max(values, default=1))
 
@@ -93,6 +96,18 @@ def fan_chart(
             )
             end = "</rect>" if view == "bottom_up" else "</circle>"
             parts.append(f"{mark}<title>{escape(tip)}</title>{end}")
+    for q in quarters:
+        if q["value"] is None:
+            continue
+        end = q["quarter"].replace(day=1)
+        y_, m_ = divmod(end.month - 1 + 3, 12)
+        end = dt.date(end.year + y_, m_ + 1, 1)
+        x0, x1 = X(q["quarter"]), min(X(end), left + w)
+        parts.append(
+            f'<line x1="{x0:.1f}" x2="{x1:.1f}" y1="{Y(q["value"]):.1f}" y2="{Y(q["value"]):.1f}" '
+            f'stroke="{MUTED}" stroke-width="3"><title>{q["quarter"]:%b %Y} quarter: '
+            f"{q['value'] * 3:,.0f} happened ({q['value']:.1f} a month)</title></line>"
+        )
     segment: list[str] = []
     for x in sorted(history, key=lambda r: r["month"]):
         if x["value"] is None:
@@ -127,9 +142,10 @@ def fan_chart(
             f'fill="{INK}">{d:%b %Y}</text>'
         )
     legend_y = height - 22
-    items = [("history", HISTORY, "", "Happened (hollow: suppressed)")] + [
-        (v, *VIEW_STYLE.get(v, (INK, "", v))) for v in views
-    ]
+    items = [("history", HISTORY, "", "Happened (hollow: suppressed)")]
+    if quarters:
+        items.append(("quarters", MUTED, "", "Quarter's monthly average"))
+    items += [(v, *VIEW_STYLE.get(v, (INK, "", v))) for v in views]
     x0 = left
     for _, colour, dash, label in items:
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""

@@ -88,6 +88,15 @@ class IdentificationForm(forms.Form):
         return _no_identifiers(self.cleaned_data["purpose"])
 
 
+COST_LABELS = {
+    "residential": "Residential placement",
+    "foster": "Foster placement",
+    "kinship": "Kinship placement",
+    "other": "Other placement",
+    "cp_plan": "Child protection plan",
+}
+
+
 class ScenarioForm(forms.Form):
     """A planner's levers and unit costs (`forecast.scenarios.Scenario`); percentages in the form,
     shares in the scenario.  Defaults: the baseline with the cited unit costs."""
@@ -117,13 +126,14 @@ class ScenarioForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         for key, cost in DEFAULT_COSTS.items():
-            label = key.replace("_", " ")
+            label = COST_LABELS.get(key, key)
+            per = "per new plan" if key == "cp_plan" else "a child-year"
             self.fields[f"{key}_low"] = forms.FloatField(
-                label=f"{label}: low (£ a year, {cost.price_year} prices)",
+                label=f"{label}: low (£ {per}, {cost.price_year} prices)",
                 min_value=0, max_value=2_000_000, initial=cost.low,
             )  # fmt: skip
             self.fields[f"{key}_high"] = forms.FloatField(
-                label=f"{label}: high (£ a year, {cost.price_year} prices)",
+                label=f"{label}: high (£ {per}, {cost.price_year} prices)",
                 min_value=0, max_value=2_000_000, initial=cost.high,
             )  # fmt: skip
 

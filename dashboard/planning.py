@@ -281,7 +281,7 @@ def scenario_tables(result: scenarios.Result, shown_kinds: list[str]) -> list[Ta
     )  # fmt: skip
     for r in result.cost.itertuples():
         cost.rows.append(
-            [r.item, *(round(x, -3) for x in (r.baseline, r.baseline_low, r.baseline_high,
+            [r.item, *(int(round(x, -3)) for x in (r.baseline, r.baseline_low, r.baseline_high,
              r.scenario, r.scenario_low, r.scenario_high, r.difference, r.difference_low,
              r.difference_high))]
         )  # fmt: skip

@@ -5,7 +5,7 @@
 
 Serves the home's dashboard with gunicorn on a free port, signs in as a new analyst (through the
 real pages, password then TOTP), and saves the ranked list and a child page with Debian's chromium
-(Playwright).
+(Playwright); then signs in as a new planner and saves the care-demand page and a scenario.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main() -> int:
     from django_otp.oath import totp
 
     accounts = {}
-    for role in ("analyst",):
+    for role in ("analyst", "planner"):
         acc = cli.adduser(f"screenshot-{role}", role)
         key = cli.enrol_authenticator(acc["username"], "screenshots")
         accounts[role] = (acc["username"], acc["password"], key)
@@ -64,6 +64,15 @@ def main() -> int:
                 page.get_by_label("Six-digit code").fill(f"{totp(key):06d}")
                 page.get_by_role("button", name="Continue").click()
                 page.wait_for_load_state()
+                if "planner" in name:
+                    page.goto(f"{base}/planning/")
+                    page.screenshot(path=args.out / "dashboard-planning.png", full_page=True)
+                    page.goto(
+                        f"{base}/planning/scenario/?early_help_k=100&risk_reduction=25"
+                        "&residential_to_foster=20"
+                    )
+                    page.screenshot(path=args.out / "dashboard-scenario.png", full_page=True)
+                    continue
                 page.goto(f"{base}/children/?band=within_capacity")
                 page.screenshot(path=args.out / "dashboard-list.png")
                 href = page.locator("tbody a").nth(2).get_attribute("href")

@@ -277,7 +277,7 @@ def test_analysts_snapshot_is_pseudonymous_child_level_only(hub):
         assert list(queue["decision"].fillna("")) == ["accept", "", "", "", ""]
         assert queue["pair_id"].str.fullmatch(r"R[0-9a-f]{12}").all()
         assert con.execute("SELECT DISTINCT schema_version FROM manifest").fetchall() == [
-            ("1.2.0",)
+            ("1.3.0",)
         ]
     with connect(hub) as con:
         assert_no_raw_values(path, con)

@@ -29,7 +29,7 @@ from forecast.scenarios import DEFAULT_COSTS
 EXPORT_FORMATS = ("csv", "xlsx")
 
 
-def _charts(forecast: list[dict], monthly: list[dict]) -> list[dict]:
+def _charts(forecast: list[dict], monthly: list[dict], quarterly: list[dict]) -> list[dict]:
     out = []
     for outcome, label in planning.OUTCOMES.items():
         views = {
@@ -42,6 +42,11 @@ def _charts(forecast: list[dict], monthly: list[dict]) -> list[dict]:
             {"month": r["month"], "value": None if r["suppressed"] else r["children"]}
             for r in monthly
             if r["outcome"] == outcome
+        ]
+        quarters = [
+            {"quarter": r["quarter"], "value": None if r["suppressed"] else r["children"] / 3}
+            for r in quarterly
+            if r["outcome"] == outcome and r["age_band"] == "all"
         ]
         months = sorted({r["month"] for v in views.values() for r in v})
         side = [
@@ -63,6 +68,7 @@ def _charts(forecast: list[dict], monthly: list[dict]) -> list[dict]:
                     history,
                     views,
                     y_label="children a month",
+                    quarters=quarters,
                 ),  # fmt: skip
                 "side": side,
                 "has_bottom_up": "bottom_up" in views,
@@ -123,7 +129,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/planning.html",
         {
-            "charts": _charts(forecast, monthly),
+            "charts": _charts(forecast, monthly, planning.history_rows("quarterly")),
             "care": _care_chart(),
             "views": planning.views_rows(),
             "tables": tables,
