@@ -28,7 +28,6 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import duckdb
-    import pandas as pd
 
     from forecast import backtest, history
     from joinedup.config import Settings

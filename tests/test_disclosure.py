@@ -181,7 +181,6 @@ def test_same_key_in_two_outputs_is_one_unknown():
 
 
 def test_acro_agrees_with_our_suppression():
-    pytest.importorskip("acro")
     from disclosure.acro_check import compare_with_acro
 
     micro = pd.DataFrame(

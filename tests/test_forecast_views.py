@@ -151,3 +151,22 @@ def _published(outputs, frames):
         Output(o.name, f, o.dims, o.value, scope=dict(o.scope))
         for o, f in zip(outputs, frames, strict=True)
     ]
+
+
+def test_acro_agrees_with_the_protection_of_a_planner_table():
+    """ACRO's threshold rule on the microdata behind the quarterly entries to CP plans by age band
+    (one row per child-month entry): every non-zero cell it flags is hidden by ours."""
+    from disclosure import from_frame
+    from disclosure.acro_check import compare_with_acro
+
+    monthly, _, _ = _history(seed=9)
+    care = monthly[monthly.outcome == "cp_plan_start"]
+    micro = care.loc[care.index.repeat(care["children"])][["age_band", "month"]]
+    micro = micro.reset_index(drop=True)
+    micro["quarter"] = micro["month"].dt.to_period("Q").astype(str)
+    cells = micro.groupby(["age_band", "quarter"]).size().rename("children").reset_index()
+    [frame] = protect([from_frame(cells, ["age_band", "quarter"], "children", "care")], 10)
+    res = compare_with_acro(micro, "age_band", "quarter", frame, "children", threshold=10)
+    assert res.acro_flagged > 0 and res.agrees, res.missed
+    leaky = frame.assign(suppressed=False)
+    assert not compare_with_acro(micro, "age_band", "quarter", leaky, "children").agrees
