@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard import readmodels as rm
+from joinedup import contract
 
 BANDS = {
     "within_capacity": "Within capacity",
@@ -51,7 +52,11 @@ EVENT_LABELS = {
     "child_in_need": "Child in need",
     "cp_plan_start": "Child protection plan started",
     "looked_after_start": "Became looked after",
+    "placement_start": "Placement started",
+    "looked_after_end": "Left care",
 }
+#: placement kinds in words, by the contract's code
+PLACEMENT_NAMES = {code: f"{kind} placement" for code, kind in contract.PLACEMENT_KINDS.items()}
 CHILD_ID = re.compile(r"^C[0-9A-Za-z]{1,40}$")
 SORTS = ("rank", "change")
 
@@ -240,6 +245,8 @@ def timeline(child_id: str) -> list[dict]:
         r["agency_label"] = AGENCY_NAMES.get(r["agency"], r["agency"])
         if r["event_type"] == "attendance" and r["value"] is not None:
             r["value_text"] = f"{r['value']:.0f}%"
+        elif r["event_type"] == "placement_start" and r["value"] is not None:
+            r["value_text"] = PLACEMENT_NAMES.get(int(r["value"]), f"code {r['value']:g}")
         elif r["value"] is not None:
             r["value_text"] = f"{r['value']:g}"
         else:

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 ROLES: tuple[str, ...] = ("analyst", "planner", "engineer", "admin")
 ROLE_HELP = {
     "analyst": "reviews children: ranked list, child pages, decisions, the link queue",
-    "planner": "service planning: aggregates only (forecasts arrive with issue 13)",
+    "planner": "service planning: care demand, scenarios and exports (aggregates only)",
     "engineer": "pipeline health: runs, validation, quarantine, linkage quality, models",
     "admin": "users and roles, the audit log and its exports",
 }
