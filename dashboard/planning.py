@@ -210,6 +210,28 @@ def area_table() -> Table:
     return t
 
 
+def areas_table() -> Table:
+    rows = rm.query(
+        "planners",
+        "SELECT outcome, area_code, area_name, mean, lower_80, upper_80 FROM forecast_areas "
+        "WHERE period = '12 months' ORDER BY outcome, area_code = 'other', area_name",
+    )
+    t = Table(
+        "areas_top_down",
+        "By area: the next 12 months, top-down (the county's forecast shared out by each area's "
+        "entries in the last 36 months)",
+        ["Outcome", "Area", "Expected (12 months)", "80% from", "80% to"],
+        note="Wards with few entries are pooled, so no area's share rests on a handful of "
+        "children.",
+    )
+    for r in rows:
+        t.rows.append(
+            [OUTCOMES[r["outcome"]], r["area_name"], _r(r["mean"]), _r(r["lower_80"], 0),
+             _r(r["upper_80"], 0)]
+        )  # fmt: skip
+    return t
+
+
 def views_rows() -> list[dict]:
     return rm.query(
         "planners",
@@ -223,6 +245,7 @@ TABLES = {
     "history": history_table,
     "backtest": backtest_table,
     "care": care_table,
+    "areas_top_down": areas_table,
     "areas": area_table,
 }
 

@@ -15,6 +15,8 @@ age band, `scores.forecast`), then:
   seasonal-naive and top-down on the same origins; `beats_baseline` per horizon;
 * **the gap between the views** on those held-out months (`scores.forecast_views`): how much of
   what happened came from children the model had scored;
+* **by area** (`forecast.areas`): the county's top-down paths shared out between wards with
+  enough entries to stand alone, the rest pooled, by month and for the 12 months;
 * the **risk curve** (`scores.risk_curve`): the expected 12-month entries among the top k scored
   children, k in steps of 10, for the early-help scenario;
 * **children in care** (`forecast.stock`): month-end stock by placement kind, observed and
@@ -34,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from expectations.downstream import checked_transaction
+from forecast import areas, bottomup, bottomup_backtest, care, history, stock
 from forecast import backtest as rolling
-from forecast import bottomup, bottomup_backtest, care, history, stock
 from forecast.tables import TABLES
 from forecast.topdown import TopDown, summarise
 from joinedup.config import Settings
@@ -48,6 +50,10 @@ MIN_TRAIN = 36
 SPARSE = 48
 #: why the bottom-up view is missing (the models page gives the gate's reasons)
 WITHHELD = "no risk model has passed the deployment gate, so there are no scores to add up"
+#: a ward stands alone in the top-down view by area with at least this many times the small-number
+#: threshold of entries in the last 36 months (else it joins the pooled "other wards"): every
+#: share then rests on a count that could itself be published
+AREA_MIN_ENTRIES = 1
 #: risk-curve step (children): no two published points differ by fewer than this many children
 RISK_STEP = 10
 
@@ -283,6 +289,7 @@ def run(settings: Settings, n_sims: int = 1000, **_: object) -> dict:
         in_care = stock.monthly_stock(con, extract)
         exits = stock.monthly_exits(con, extract)
         mix = care.entry_mix(con, extract)
+        ward_entries = areas.ward_entries(con, extract)
     if counts.empty:
         raise RuntimeError("linked.events holds no entries to plans or care: nothing to forecast")
 
@@ -328,8 +335,15 @@ def run(settings: Settings, n_sims: int = 1000, **_: object) -> dict:
     )
     months = pd.date_range(start, periods=12, freq="MS")
     path_rows["month"] = months[path_rows["horizon"].to_numpy() - 1]
+    by_area = areas.area_table(
+        paths,
+        areas.areas(ward_entries, AREA_MIN_ENTRIES * int(settings.small_number_threshold)),
+        months,
+        seed,
+    ).assign(as_of=start.date())
     frames = {
         "scores.forecast_monthly": monthly,
+        "scores.forecast_areas": by_area,
         "scores.forecast_history": hist,
         "scores.forecast_backtest": summary,
         "scores.forecast_paths": path_rows,

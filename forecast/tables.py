@@ -14,6 +14,10 @@ TABLES: dict[str, str] = {
         "outcome VARCHAR, view VARCHAR, level VARCHAR, age_band VARCHAR, month DATE, "
         f"horizon INTEGER, mean DOUBLE, {_INTERVALS}, method VARCHAR, as_of DATE"
     ),
+    "scores.forecast_areas": (
+        "outcome VARCHAR, area_code VARCHAR, area_name VARCHAR, period VARCHAR, month DATE, "
+        f"horizon INTEGER, mean DOUBLE, {_INTERVALS}, as_of DATE"
+    ),
     "scores.forecast_history": (
         "outcome VARCHAR, level VARCHAR, age_band VARCHAR, month DATE, children INTEGER"
     ),

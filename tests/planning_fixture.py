@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast import care, stage
+from forecast import areas, care, stage
 from joinedup.config import Settings
 from models.forecast import AGE_BANDS
 
@@ -84,8 +84,18 @@ def make_forecast_tables(settings: Settings, seed: int = 3, months: int = 60) ->
         ignore_index=True,
     )
     path_rows["month"] = pd.date_range(start, periods=12, freq="MS")[path_rows["horizon"] - 1]
+    entries = pd.DataFrame(
+        [
+            {"outcome": o, "ward_code": w, "ward_name": name, "n": n}
+            for o in ("cp_plan_start", "looked_after_start")
+            for w, name, n in (("W1", "Northfield", 300), ("W2", "Sud", 120), ("W3", None, 12))
+        ]
+    )
+    months12 = pd.date_range(start, periods=12, freq="MS")
+    by_area = areas.area_table(paths, areas.areas(entries, 30), months12, seed)
     frames = {
         "scores.forecast_monthly": monthly,
+        "scores.forecast_areas": by_area.assign(as_of=start.date()),
         "scores.forecast_history": stage._history(counts, band_counts),
         "scores.forecast_backtest": summary.assign(as_of=start.date()),
         "scores.forecast_paths": path_rows,

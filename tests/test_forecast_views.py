@@ -170,3 +170,29 @@ def test_acro_agrees_with_the_protection_of_a_planner_table():
     assert res.acro_flagged > 0 and res.agrees, res.missed
     leaky = frame.assign(suppressed=False)
     assert not compare_with_acro(micro, "age_band", "quarter", leaky, "children").agrees
+
+
+def test_areas_pool_wards_with_few_entries_and_share_out_the_county():
+    from forecast import areas
+
+    entries = pd.DataFrame(
+        {
+            "outcome": "looked_after_start",
+            "ward_code": ["A", "B", "C", "D", "E"],
+            "ward_name": ["Ash", "Birch", "Cedar", "Dale", "Elm"],
+            "n": [40, 12, 6, 3, 9],
+        }
+    )
+    a = areas.areas(entries, 10)
+    assert a["share"].sum() == pytest.approx(1.0)
+    # C, D and E hold 18 together: pooled; B (12) stands alone
+    assert list(a["area_code"]) == ["B", "A", areas.POOLED]
+    a2 = areas.areas(entries.assign(n=[40, 12, 3, 3, 2]), 10)
+    # the pool (8) would rest on fewer than 10: the smallest standalone ward joins it
+    assert list(a2["area_code"]) == ["A", areas.POOLED]
+    paths = {"looked_after_start": np.random.default_rng(0).poisson(6, (300, 12))}
+    months = pd.date_range("2026-10-01", periods=12, freq="MS")
+    t = areas.area_table(paths, a, months, seed=1)
+    year = t[t.period == "12 months"]
+    assert year["mean"].sum() == pytest.approx(paths["looked_after_start"].sum(axis=1).mean())
+    assert (year["lower_80"] <= year["upper_80"]).all() and len(t) == 3 * 13

@@ -128,7 +128,9 @@ def test_scenarios_are_saved_per_user(as_role, make_user, client):
     assert AuditEntry.objects.filter(action="save_scenario", username=me.username).exists()
 
 
-@pytest.mark.parametrize("name", ["forecast", "history", "backtest", "care", "areas"])
+@pytest.mark.parametrize(
+    "name", ["forecast", "history", "backtest", "care", "areas_top_down", "areas"]
+)
 def test_exports_hold_exactly_what_the_page_shows(as_role, name):
     from openpyxl import load_workbook
 
@@ -175,7 +177,7 @@ def test_no_planner_output_shows_a_count_below_the_threshold(as_role, published_
         else:
             block.append(row)
     blocks.append(block)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     for _title, heading, *rows in blocks:
         for row in rows:
             for h, v in zip(heading, row, strict=False):

@@ -48,6 +48,7 @@ def _strip(table: str) -> dict[str, str]:
 
 TABLES: dict[str, dict[str, str]] = {
     "forecast_monthly": _strip("scores.forecast_monthly"),
+    "forecast_areas": _strip("scores.forecast_areas"),
     "history_monthly": {
         "outcome": "VARCHAR",
         "month": "DATE",
@@ -220,7 +221,13 @@ def build(con: duckdb.DuckDBPyConnection, settings: Settings, cat: str) -> None:
     """Fill the planners' care-demand tables (created empty in catalog `cat`)."""
     t = int(settings.small_number_threshold)
     as_of = pd.Timestamp(settings.extract_date).date()
-    for table in ("forecast_monthly", "forecast_backtest", "forecast_paths", "forecast_views"):
+    for table in (
+        "forecast_monthly",
+        "forecast_areas",
+        "forecast_backtest",
+        "forecast_paths",
+        "forecast_views",
+    ):
         _copy(con, cat, table, f"scores.{table}")
     _copy(con, cat, "risk_curve", "scores.risk_curve")
 
