@@ -40,24 +40,28 @@ def rolling_origin(
             .forecast(h),
             "seasonal_naive": seasonal_naive(train, h),
         }
+        start = train.index[-1] + pd.offsets.MonthBegin(1)
         for method, f in forecasts.items():
             for r in f.itertuples():
-                actual = values[origin + r.horizon - 1]
-                rows.append(
-                    {
-                        "method": method,
-                        "origin": train.index[-1] + pd.offsets.MonthBegin(1),
-                        "horizon": r.horizon,
-                        "forecast": r.mean,
-                        "lower_80": r.lower_80,
-                        "upper_80": r.upper_80,
-                        "actual": actual,
-                        "abs_error": abs(actual - r.mean),
-                        "scaled_error": abs(actual - r.mean) / scale if scale > 0 else np.nan,
-                        "covered_80": r.lower_80 <= actual <= r.upper_80,
-                    }
-                )
+                rows.append(error_row(method, start, r, values[origin + r.horizon - 1], scale))
     return pd.DataFrame(rows)
+
+
+def error_row(method: str, origin: pd.Timestamp, r, actual: float, scale: float) -> dict:
+    """One scored forecast: `r` has horizon, mean, lower_80 and upper_80; `scale` is the MASE
+    scale of the history it was fitted on."""
+    return {
+        "method": method,
+        "origin": origin,
+        "horizon": r.horizon,
+        "forecast": r.mean,
+        "lower_80": r.lower_80,
+        "upper_80": r.upper_80,
+        "actual": actual,
+        "abs_error": abs(actual - r.mean),
+        "scaled_error": abs(actual - r.mean) / scale if scale > 0 else np.nan,
+        "covered_80": r.lower_80 <= actual <= r.upper_80,
+    }
 
 
 def summary(errors: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecast import bottomup
+from forecast.backtest import error_row
 from forecast.history import OUTCOMES
 
 
@@ -73,23 +74,8 @@ def backtest(
         scale = _seasonal_scale(counts, origin)
         for r in table.itertuples():
             actual = _actual(counts, r.outcome, r.month)
-            errors.append(
-                {
-                    "method": "bottom_up",
-                    "outcome": r.outcome,
-                    "origin": origin,
-                    "horizon": r.horizon,
-                    "forecast": r.mean,
-                    "lower_80": r.lower_80,
-                    "upper_80": r.upper_80,
-                    "actual": actual,
-                    "abs_error": abs(actual - r.mean),
-                    "scaled_error": abs(actual - r.mean) / scale[r.outcome]
-                    if scale[r.outcome] > 0
-                    else np.nan,
-                    "covered_80": r.lower_80 <= actual <= r.upper_80,
-                }
-            )
+            row = error_row("bottom_up", origin, r, actual, scale[r.outcome])
+            errors.append({**row, "outcome": r.outcome})
         scored = _entries_by_scored(con, rows["child_id"], origin)
         for outcome in OUTCOMES:
             window = counts[

@@ -254,28 +254,24 @@ def run(inputs: Inputs, scenario: Scenario, seed: int = 0) -> Result:
             "reach the top of"
         )
     b, x = _simulate(inputs, scenario, seed)
-    rows = []
-    for outcome in inputs.paths:
-        for m, month in enumerate(inputs.months):
-            bm, bl, bh = _band(b["entries"][outcome][:, m])
-            sm, sl, sh = _band(x["entries"][outcome][:, m])
-            rows.append(
-                {"outcome": outcome, "month": month, "baseline": bm, "baseline_low": bl,
-                 "baseline_high": bh, "scenario": sm, "scenario_low": sl, "scenario_high": sh}
-            )  # fmt: skip
-    entries = pd.DataFrame(rows)
-    rows = []
-    for m, month in enumerate(inputs.months):
-        for i, kind in [*enumerate(kinds_of(inputs)), (None, "total")]:
-            bv = b["stock"][:, m, :].sum(axis=1) if i is None else b["stock"][:, m, i]
-            sv = x["stock"][:, m, :].sum(axis=1) if i is None else x["stock"][:, m, i]
-            bm, bl, bh = _band(bv)
-            sm, sl, sh = _band(sv)
-            rows.append(
-                {"month": month, "kind": kind, "baseline": bm, "baseline_low": bl,
-                 "baseline_high": bh, "scenario": sm, "scenario_low": sl, "scenario_high": sh}
-            )  # fmt: skip
-    stock = pd.DataFrame(rows)
+    entries = pd.DataFrame(
+        [
+            {"outcome": outcome, "month": month,
+             **_pair(b["entries"][outcome][:, m], x["entries"][outcome][:, m])}
+            for outcome in inputs.paths
+            for m, month in enumerate(inputs.months)
+        ]
+    )  # fmt: skip
+    kinds = [*enumerate(kinds_of(inputs)), (None, "total")]
+    stock = pd.DataFrame(
+        [
+            {"month": month, "kind": kind,
+             **_pair(*(d["stock"][:, m, :].sum(axis=1) if i is None else d["stock"][:, m, i]
+                       for d in (b, x)))}
+            for m, month in enumerate(inputs.months)
+            for i, kind in kinds
+        ]
+    )  # fmt: skip
     rows = []
     for item, key in (("children in care", "care_cost"), ("child-protection plans", "plan_cost")):
         rows.append(_cost_row(item, b[key], x[key]))
@@ -286,12 +282,18 @@ def run(inputs: Inputs, scenario: Scenario, seed: int = 0) -> Result:
     return Result(inputs.months, entries, stock, cost, notes)
 
 
+def _pair(base: np.ndarray, scen: np.ndarray) -> dict:
+    """Mean and 80% interval of the baseline's and the scenario's draws."""
+    out = {}
+    for name, draws in (("baseline", base), ("scenario", scen)):
+        m, lo, hi = _band(draws)
+        out.update({name: m, f"{name}_low": lo, f"{name}_high": hi})
+    return out
+
+
 def _cost_row(item: str, base: np.ndarray, scen: np.ndarray) -> dict:
-    bm, bl, bh = _band(base)
-    sm, sl, sh = _band(scen)
     dm, dl, dh = _band(scen - base)
     return {
-        "item": item, "baseline": bm, "baseline_low": bl, "baseline_high": bh,
-        "scenario": sm, "scenario_low": sl, "scenario_high": sh,
+        "item": item, **_pair(base, scen),
         "difference": dm, "difference_low": dl, "difference_high": dh,
     }  # fmt: skip
