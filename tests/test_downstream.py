@@ -40,7 +40,8 @@ def test_every_derived_table_has_a_committed_versioned_suite():
         assert severities <= {"critical", "warning"}
         assert "critical" in severities
     assert {"linked.records", "linked.children", "linked.events", "features.child_month",
-            "scores.current", "scores.forecast"} == set(downstream.TARGETS)  # fmt: skip
+            "scores.current", "scores.forecast", "scores.forecast_monthly",
+            "scores.forecast_backtest"} == set(downstream.TARGETS)  # fmt: skip
 
 
 def test_features_stage_records_a_passing_check(county: Settings):

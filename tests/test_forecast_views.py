@@ -196,3 +196,40 @@ def test_areas_pool_wards_with_few_entries_and_share_out_the_county():
     year = t[t.period == "12 months"]
     assert year["mean"].sum() == pytest.approx(paths["looked_after_start"].sum(axis=1).mean())
     assert (year["lower_80"] <= year["upper_80"]).all() and len(t) == 3 * 13
+
+
+def test_a_forecast_that_breaks_its_suite_is_rolled_back(settings):
+    """The forecast suites run before COMMIT: intervals out of order (or a negative count)
+    roll the stage's writes back and the previous tables stay."""
+    import duckdb
+
+    from expectations.downstream import DownstreamCheckFailed
+    from forecast import stage
+    from tests.planning_fixture import make_forecast_tables
+
+    checks = make_forecast_tables(settings)
+    assert {c["outcome"] for c in checks.values()} == {"passed"}
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    frames = {t: con.execute(f"SELECT * FROM {t}").df() for t in stage.TABLES}
+    con.close()
+    before = len(frames["scores.forecast_monthly"])
+    good = frames["scores.forecast_monthly"]
+    out_of_order = good.copy()
+    out_of_order.loc[0, "lower_80"] = out_of_order.loc[0, "upper_80"] + 5
+    negative = good.copy()
+    negative.loc[3, ["mean", "lower_80", "lower_95"]] = -1.0
+    short = good.drop(index=good.index[-1])
+    unbalanced = good.copy()
+    band = unbalanced.index[unbalanced["level"] == "age_band"][0]
+    unbalanced.loc[band, ["mean", "upper_80", "upper_95"]] += 50  # bands no longer add up
+    for broken, rule in (
+        (out_of_order, "intervals nested"),
+        (negative, "no negative"),
+        (short, "12 months"),
+        (unbalanced, "totals consistent"),
+    ):
+        with pytest.raises(DownstreamCheckFailed, match=rule):
+            stage.write_tables(settings, {**frames, "scores.forecast_monthly": broken})
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    assert con.execute("SELECT count(*) FROM scores.forecast_monthly").fetchone()[0] == before
+    con.close()
