@@ -83,6 +83,8 @@ def validation(validation_id: Any) -> dict | None:
     )
     if r is not None:
         r["results"] = _json(r.get("results")) or []
+        for e in r["results"]:  # agency and derived-table suites name the expectation apart
+            e["label"] = e.get("type") or e.get("expectation") or e.get("expectation_type", "")
         r["statistics"] = _json(r.get("statistics")) or {}
     return r
 
