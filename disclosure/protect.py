@@ -19,6 +19,24 @@ from disclosure.model import build, fill_values
 from disclosure.secondary import Solution, solve_suppression
 from disclosure.table import Group, Output
 
+#: an optional boolean column of an output's frame: suppress this cell as if its count were small
+#: (e.g. a forecast cell whose expected count is below the threshold)
+FORCE = "force_suppress"
+
+
+def _forced(outputs: Sequence[Output], prob) -> np.ndarray:
+    """Cells an output marks `FORCE`: primary whatever their count."""
+    forced = np.zeros(prob.n, dtype=bool)
+    marks = {
+        oi: out.frame[FORCE].fillna(False).to_numpy(dtype=bool)
+        for oi, out in enumerate(outputs)
+        if FORCE in out.frame.columns
+    }
+    if marks:
+        for i in range(prob.n):
+            forced[i] = any(marks[o][row] for o, row in prob.where[i] if o in marks)
+    return forced
+
 
 def protect_detailed(
     outputs: Sequence[Output],
@@ -34,7 +52,7 @@ def protect_detailed(
     prob = build(outputs, groups, allow_missing=False)
     values = fill_values(prob)
     P = float(threshold if protection is None else protection)
-    small = primary.flags(values, threshold, suppress_zero)
+    small = primary.flags(values, threshold, suppress_zero) | _forced(outputs, prob)
     sol = solve_suppression(
         prob,
         values,

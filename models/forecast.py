@@ -3,8 +3,9 @@ in the next 12 months, county-wide, by ward, by age band and by ward x age band,
 interval, the last 12 months' observed count beside it, and an illustrative cost.
 
 Owns `AGE_BANDS`, `UNIT_COSTS` (illustrative, not council figures), the small-number suppression
-(`suppress`: primary below `settings.small_number_threshold`, then secondary so no suppressed cell
-can be recovered from its row/column totals) and `scores.forecast` + `outputs_dir/forecast.json`.
+(`suppress`: primary below `settings.small_number_threshold`, then secondary by `disclosure.protect`
+so no suppressed cell can be recovered from its row/column totals) and `scores.forecast` +
+`outputs_dir/forecast.json`.
 
 Expected = the sum of calibrated scores in `scores.current`; the interval is the 5th-95th
 percentile of the Poisson-binomial count by simulation, so it reflects chance given the scores,
@@ -78,24 +79,26 @@ def additive_groups(cells: pd.DataFrame) -> list[np.ndarray]:
 
 def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
     """Suppression flags for the forecast cells (columns level, ward_code, age_band,
-    observed_last_12m, expected).  Primary: observed 1..threshold-1 or expected < threshold.
-    Secondary: in every additive group (a margin and the cells that sum to it) a single
-    suppressed member would be recoverable, so the smallest other member is suppressed too,
-    repeated until stable.  A NaN expected (withheld) counts as not small."""
-    obs, exp = cells["observed_last_12m"], cells["expected"]
-    # a withheld expected (NaN: no scores) suppresses nothing; the observed rule still applies
-    flag = (((obs > 0) & (obs < threshold)) | (exp < threshold)).to_numpy().copy()
-    groups = additive_groups(cells)
-    size = obs.to_numpy() * 1e6 + np.nan_to_num(exp.to_numpy(dtype=float))
-    changed = True
-    while changed:
-        changed = False
-        for g in groups:
-            if len(g) > 1 and flag[g].sum() == 1:
-                free = g[~flag[g]]
-                flag[free[np.argmin(size[free])]] = True
-                changed = True
-    return pd.Series(flag, index=cells.index)
+    observed_last_12m, expected).  Primary: observed 1..threshold-1, or expected < threshold (a
+    NaN expected, withheld, counts as not small).  Secondary: `disclosure.protect` (the cheapest
+    hidden total, found by HiGHS) over the cells' relations (the county = its wards = its age
+    bands; each ward = its ward x age-band cells; each age band likewise), so no hidden cell can
+    be narrowed below the threshold from the others."""
+    from disclosure import TOTAL, Output, protect
+    from disclosure.protect import FORCE
+
+    frame = pd.DataFrame(
+        {
+            "ward": cells["ward_code"].where(cells["level"].isin(["ward", "ward_age_band"]), TOTAL),
+            "age_band": cells["age_band"].where(
+                cells["level"].isin(["age_band", "ward_age_band"]), TOTAL
+            ),
+            "n": cells["observed_last_12m"].astype("int64").to_numpy(),
+            FORCE: (cells["expected"] < threshold).to_numpy(),
+        }
+    ).astype({"ward": str, "age_band": str})
+    [out] = protect([Output("forecast", frame, ("ward", "age_band"), "n")], threshold, cost="value")
+    return pd.Series(out["suppressed"].to_numpy(dtype=bool), index=cells.index)
 
 
 #: scores.forecast's columns

@@ -197,3 +197,18 @@ def test_acro_agrees_with_our_suppression():
     assert res.secondary >= 1
     leaky = frame.assign(suppressed=False)
     assert not compare_with_acro(micro, "area", "age_band", leaky, "n").agrees
+
+
+def test_a_forced_cell_is_primary_whatever_its_count():
+    """`force_suppress` (a forecast cell with a small expected count) hides a cell as if its
+    count were small, and secondary suppression protects it like one."""
+    from disclosure.protect import FORCE
+
+    df = pd.DataFrame({"area": ["A", "B", "C"], "n": [50, 30, 40]})
+    out = from_frame(df, ["area"], "n", "t")
+    out.frame[FORCE] = out.frame["area"].eq("B")
+    [frame] = protect([out], 10)
+    hidden = set(frame.loc[frame["suppressed"], "area"])
+    assert "B" in hidden and len(hidden) >= 2  # B, and another so B cannot be derived
+    [plain] = protect([from_frame(df, ["area"], "n", "t")], 10)
+    assert not plain["suppressed"].any()

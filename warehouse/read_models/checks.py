@@ -135,14 +135,17 @@ def _planners_counts_frame(catalog: str) -> Callable[[Any, Settings], pd.DataFra
 
 
 def _audited(con: Any, catalog: str, threshold: int) -> set[str]:
-    """The planners' tables protected jointly (`planning.published_outputs`) in which the
+    """The planners' tables protected by `disclosure` (`planning.published_outputs`, and the
+    `forecast` and `children_known` cells, `planners.level_outputs`) in which the
     attacker's linear programmes (`disclosure.audit`: every published count, every relation
     within and between the outputs, non-negativity) find a shown small count or a hidden count
     narrowed below the protection level."""
     from disclosure import audit
+    from warehouse.read_models.planners import level_outputs
     from warehouse.read_models.planning import published_outputs
 
     outputs, groups = published_outputs(con, catalog)
+    outputs += level_outputs(con, catalog)
     return {f.output for f in audit(outputs, threshold, groups=groups)} if outputs else set()
 
 

@@ -88,6 +88,33 @@ def children_known_cells(counts: pd.DataFrame, threshold: int) -> pd.DataFrame:
     return cells[["level", "ward_code", "age_band", "children", "suppressed"]]
 
 
+def level_outputs(con: duckdb.DuckDBPyConnection, cat: str) -> list:
+    """The published `forecast` (observed_last_12m) and `children_known` cells as
+    `disclosure.Output`s (NA where suppressed) with their ward x age-band relations, for the
+    publish-time LP audit."""
+    from disclosure import TOTAL, Output
+
+    out = []
+    for table, col, measure in (
+        ("forecast", "observed_last_12m", "first entries in the last 12 months"),
+        ("children_known", "children", "children known to services"),
+    ):
+        df = con.execute(f"SELECT level, ward_code, age_band, {col} FROM {cat}.main.{table}").df()
+        if df.empty:
+            continue
+        frame = pd.DataFrame(
+            {
+                "ward": df["ward_code"].where(df["level"].isin(["ward", "ward_age_band"]), TOTAL),
+                "age_band": df["age_band"].where(
+                    df["level"].isin(["age_band", "ward_age_band"]), TOTAL
+                ),
+                "n": df[col].astype("Int64"),
+            }
+        ).astype({"ward": str, "age_band": str})
+        out.append(Output(table, frame, ("ward", "age_band"), "n", scope={"measure": measure}))
+    return out
+
+
 def build(
     con: duckdb.DuckDBPyConnection, settings: Settings, cat: str, previous: str | None = None
 ) -> None:
