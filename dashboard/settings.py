@@ -96,6 +96,8 @@ READ_MODELS = {
     "planners": HOME / "warehouse" / "published_planners.duckdb",
     "engineers": HOME / "warehouse" / "published_engineers.duckdb",
 }
+#: the pipeline's small-number threshold (what the planners' pages say is suppressed)
+SMALL_NUMBER_THRESHOLD = int(PIPELINE.small_number_threshold)
 #: files an engineer may open from the hub: validation Data Docs, model cards
 DATA_DOCS_DIR = PIPELINE.outputs_dir / "validation" / "data_docs"
 MODELS_DIR = PIPELINE.models_dir

@@ -153,7 +153,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def _threshold() -> int:
     from django.conf import settings
 
-    return int(getattr(settings, "SMALL_NUMBER_THRESHOLD", 10))
+    return int(settings.SMALL_NUMBER_THRESHOLD)
 
 
 def _run(form: ScenarioForm) -> tuple[list[planning.Table], list[str]]:
