@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from forecast.history import OUTCOMES
+from forecast.history import entries_sql
 from forecast.topdown import summarise
 
 #: the pooled area of the wards with too few entries to stand alone
@@ -25,17 +25,13 @@ POOLED_NAME = "Other wards (pooled: few entries each)"
 def ward_entries(con: duckdb.DuckDBPyConnection, extract_date: str, months: int = 36):
     """Entries (children per month, as `forecast.history` counts) per outcome and ward in the
     `months` complete months before the extract month: `outcome, ward_code, ward_name, n`."""
-    types = ", ".join(f"'{t}'" for t in OUTCOMES)
+    window = (
+        "e.event_date < date_trunc('month', ?::DATE) "
+        "AND e.event_date >= date_trunc('month', ?::DATE) - to_months(?)"
+    )
     return con.execute(
         f"""
-        WITH e AS (
-            SELECT DISTINCT e.event_type AS outcome, e.child_id,
-                   date_trunc('month', e.event_date) AS month
-            FROM linked.events e
-            WHERE e.event_type IN ({types})
-              AND e.event_date < date_trunc('month', ?::DATE)
-              AND e.event_date >= date_trunc('month', ?::DATE) - to_months(?)
-        )
+        WITH e AS ({entries_sql(where=window)})
         SELECT e.outcome, coalesce(c.ward_code, 'unknown') AS ward_code,
                any_value(w.ward_name) AS ward_name, count(*) AS n
         FROM e JOIN linked.children c USING (child_id)

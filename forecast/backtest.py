@@ -32,7 +32,7 @@ def rolling_origin(
     values = y.to_numpy()
     for origin in range(min_train, len(y)):
         train = y.iloc[:origin]
-        scale = float(np.mean(np.abs(train.to_numpy()[12:] - train.to_numpy()[:-12])))
+        scale = mase_scale(train.to_numpy())
         h = min(horizon, len(y) - origin)
         forecasts = {
             "top_down": TopDown(window=window, terms=terms, seed=seed + origin)
@@ -45,6 +45,13 @@ def rolling_origin(
             for r in f.itertuples():
                 rows.append(error_row(method, start, r, values[origin + r.horizon - 1], scale))
     return pd.DataFrame(rows)
+
+
+def mase_scale(history: np.ndarray) -> float:
+    """The MASE scale of a monthly history: its mean absolute year-on-year change (0.0 with a
+    year or less)."""
+    v = np.asarray(history, dtype=float)
+    return float(np.mean(np.abs(v[12:] - v[:-12]))) if len(v) > 12 else 0.0
 
 
 def error_row(method: str, origin: pd.Timestamp, r, actual: float, scale: float) -> dict:

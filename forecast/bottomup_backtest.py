@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from forecast import bottomup
-from forecast.backtest import error_row
-from forecast.history import OUTCOMES
+from forecast.backtest import error_row, mase_scale
+from forecast.history import OUTCOMES, entries_sql
 
 
 def held_out_origins(meta: dict) -> list[pd.Timestamp]:
@@ -102,16 +102,11 @@ def _actual(counts: pd.DataFrame, outcome: str, month: pd.Timestamp) -> float:
 
 
 def _seasonal_scale(counts: pd.DataFrame, origin: pd.Timestamp) -> dict[str, float]:
-    """Per outcome, the mean absolute year-on-year change of the history before `origin` (the
-    MASE scale `forecast.backtest` uses)."""
-    out = {}
-    for outcome in OUTCOMES:
-        y = counts[(counts["outcome"] == outcome) & (counts["month"] < origin)].sort_values(
-            "month"
-        )["children"]
-        v = y.to_numpy(dtype=float)
-        out[outcome] = float(np.mean(np.abs(v[12:] - v[:-12]))) if len(v) > 12 else 0.0
-    return out
+    """Per outcome, the MASE scale (`backtest.mase_scale`) of the history before `origin`."""
+    before = counts[counts["month"] < origin].sort_values("month")
+    return {
+        o: mase_scale(before.loc[before["outcome"] == o, "children"].to_numpy()) for o in OUTCOMES
+    }
 
 
 def _entries_by_scored(
@@ -120,18 +115,12 @@ def _entries_by_scored(
     """Per outcome, the child-months with an entry in the 12 months from `origin` whose child
     was scored at the origin (counted as `forecast.history` counts: children per month), and
     under 'children' how many scored children had any entry (what the scores predict)."""
-    types = ", ".join(f"'{t}'" for t in OUTCOMES)
+    window = "e.event_date >= ?::DATE AND e.event_date < ?::DATE + INTERVAL 12 MONTH"
     con.register("scored_ids", pd.DataFrame({"child_id": child_ids}))
     try:
         got = con.execute(
             f"""
-            WITH e AS (
-                SELECT DISTINCT e.event_type AS outcome, e.child_id,
-                       date_trunc('month', e.event_date) AS month
-                FROM linked.events e JOIN scored_ids s USING (child_id)
-                WHERE e.event_type IN ({types})
-                  AND e.event_date >= ?::DATE AND e.event_date < ?::DATE + INTERVAL 12 MONTH
-            )
+            WITH e AS ({entries_sql("JOIN scored_ids s USING (child_id)", window)})
             SELECT outcome, count(*) AS n FROM e GROUP BY outcome
             UNION ALL SELECT 'children', count(DISTINCT child_id) FROM e
             """,

@@ -1,6 +1,7 @@
 """Monthly histories of care demand from the hub's linked events.
 
-Owns `OUTCOMES` (the event types counted), `monthly_counts` (children with at least one such
+Owns `OUTCOMES` (the event types counted), `entries_sql` (what one entry is: a child with an
+entry of an outcome in a calendar month), `monthly_counts` (children with at least one such
 event per calendar month, complete months only, zero-filled, county-wide or by a grouping column)
 and `series` (one outcome's county series as a pandas Series on a monthly index).
 """
@@ -25,19 +26,16 @@ def monthly_counts(
     `by` is None (county) or 'age_band' (age at the month, the forecast's bands)."""
     if by not in (None, "age_band"):
         raise ValueError(f"by must be None or 'age_band' (got {by!r})")
-    types = ", ".join(f"'{t}'" for t in OUTCOMES)
     group_sql = ""
     if by == "age_band":
         from models.forecast import age_band_sql
 
-        group_sql = f", {age_band_sql('(year(e.event_date) - c.birth_year)')} AS age_band"
+        group_sql = f", {age_band_sql('(year(e.month) - c.birth_year)')} AS age_band"
     rows = con.execute(
         f"""
-        SELECT date_trunc('month', e.event_date)::DATE AS month, e.event_type AS outcome
-               {group_sql}, count(DISTINCT e.child_id) AS children
-        FROM linked.events e JOIN linked.children c USING (child_id)
-        WHERE e.event_type IN ({types})
-          AND e.event_date < date_trunc('month', ?::DATE)
+        SELECT e.month::DATE AS month, e.outcome {group_sql}, count(*) AS children
+        FROM ({entries_sql(where="e.event_date < date_trunc('month', ?::DATE)")}) e
+        JOIN linked.children c USING (child_id)
         GROUP BY ALL
         """,
         [extract_date],
@@ -55,6 +53,18 @@ def monthly_counts(
     out = full.merge(rows, on=["month", *keys], how="left").fillna({"children": 0})
     out["children"] = out["children"].astype(int)
     return out.sort_values([*keys, "month"]).reset_index(drop=True)
+
+
+def entries_sql(join: str = "", where: str = "TRUE") -> str:
+    """A SELECT of the entries as this module counts them: one row per (outcome, child_id,
+    month) with an entry of that outcome that month, from `linked.events e` (`join` and the
+    condition `where` on `e` added)."""
+    types = ", ".join(f"'{t}'" for t in OUTCOMES)
+    return (
+        "SELECT DISTINCT e.event_type AS outcome, e.child_id, "
+        f"date_trunc('month', e.event_date) AS month FROM linked.events e {join} "
+        f"WHERE e.event_type IN ({types}) AND {where}"
+    )
 
 
 def series(counts: pd.DataFrame, outcome: str) -> pd.Series:

@@ -286,73 +286,47 @@ def run(settings: Settings, n_sims: int = 1000, **_: object) -> dict:
             bottom_err, gap = bottomup_backtest.backtest(
                 con, bundle, meta, counts, n_sims=max(200, n_sims // 2), seed=seed
             )
-        in_care = stock.monthly_stock(con, extract)
-        exits = stock.monthly_exits(con, extract)
+        in_care, exits = stock.monthly(con, extract)
         mix = care.entry_mix(con, extract)
         ward_entries = areas.ward_entries(con, extract)
     if counts.empty:
         raise RuntimeError("linked.events holds no entries to plans or care: nothing to forecast")
 
+    months = pd.date_range(start, periods=12, freq="MS")
     top, paths = _topdown(counts, band_counts, n_sims, seed)
     parts = [top]
     if withheld is None:
         shares = bottomup_backtest.outcome_shares(counts, start)
         parts.append(_bottomup(scores, shares, start, n_sims, seed))
     monthly = pd.concat(parts, ignore_index=True)
-    monthly["as_of"] = start.date()
     summary, _ = _backtests(counts, seed, bottom_err)
-    summary["as_of"] = start.date()
-    views = _views(monthly, gap, withheld).assign(as_of=start.date())
+    views = _views(monthly, gap, withheld)
     curve = (
         _risk_curve(scores)
         if withheld is None
         else pd.DataFrame(columns=["top_k", "expected_12m", "model_version"])
-    ).assign(as_of=start.date())
-    hist = _history(counts, band_counts)
+    )
     stock_rows, flows = care.forecast_table(
-        in_care,
-        exits,
-        mix,
-        paths["looked_after_start"],
-        pd.date_range(start, periods=12, freq="MS"),
-        seed,
+        in_care, exits, mix, paths["looked_after_start"], months, seed
     )
-    stock_rows["as_of"] = start.date()
-    flows["as_of"] = start.date()
-    path_rows = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "outcome": outcome,
-                    "sim": np.repeat(np.arange(d.shape[0]), d.shape[1]),
-                    "horizon": np.tile(np.arange(1, d.shape[1] + 1), d.shape[0]),
-                    "entries": d.ravel().astype(int),
-                }
-            )
-            for outcome, d in paths.items()
-        ],
-        ignore_index=True,
-    )
-    months = pd.date_range(start, periods=12, freq="MS")
-    path_rows["month"] = months[path_rows["horizon"].to_numpy() - 1]
     by_area = areas.area_table(
         paths,
         areas.areas(ward_entries, AREA_MIN_ENTRIES * int(settings.small_number_threshold)),
         months,
         seed,
-    ).assign(as_of=start.date())
+    )
     frames = {
         "scores.forecast_monthly": monthly,
         "scores.forecast_areas": by_area,
-        "scores.forecast_history": hist,
+        "scores.forecast_history": _history(counts, band_counts),
         "scores.forecast_backtest": summary,
-        "scores.forecast_paths": path_rows,
+        "scores.forecast_paths": path_rows(paths, months),
         "scores.forecast_views": views,
         "scores.risk_curve": curve,
         "scores.care_stock": stock_rows,
         "scores.care_flows": flows,
     }
-    checks = write_tables(settings, frames)
+    checks = write_tables(settings, frames, start.date())
     bt = summary[summary.view.isin(["top_down", "bottom_up"])]
     return {
         **cells,
@@ -379,9 +353,29 @@ def run(settings: Settings, n_sims: int = 1000, **_: object) -> dict:
     }
 
 
-def write_tables(settings: Settings, frames: dict[str, pd.DataFrame]) -> dict:
-    """Replace the forecast tables with `frames` (table -> frame with `TABLES`' columns) in one
-    transaction, checked by the forecast suites before COMMIT; returns the checks' outcomes."""
+def path_rows(paths: dict[str, np.ndarray], months: pd.DatetimeIndex) -> pd.DataFrame:
+    """`scores.forecast_paths` rows: each outcome's (sims x months) simulated entries, long."""
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "outcome": outcome,
+                    "sim": np.repeat(np.arange(d.shape[0]), d.shape[1]),
+                    "horizon": np.tile(np.arange(1, d.shape[1] + 1), d.shape[0]),
+                    "month": np.tile(months[: d.shape[1]], d.shape[0]),
+                    "entries": d.ravel().astype(int),
+                }
+            )
+            for outcome, d in paths.items()
+        ],
+        ignore_index=True,
+    )
+
+
+def write_tables(settings: Settings, frames: dict[str, pd.DataFrame], as_of) -> dict:
+    """Replace the forecast tables with `frames` (table -> frame with `TABLES`' columns but
+    `as_of`, which is set here) in one transaction, checked by the forecast suites before
+    COMMIT; returns the checks' outcomes."""
     with connect(settings) as con:
         with checked_transaction(
             con, settings, list(CHECKED), "forecast.monthly_before_commit"
@@ -389,7 +383,7 @@ def write_tables(settings: Settings, frames: dict[str, pd.DataFrame]) -> dict:
             for table, frame in frames.items():
                 cols = [c.split()[0] for c in TABLES[table].split(", ")]
                 con.execute(f"CREATE OR REPLACE TABLE {table} ({TABLES[table]})")
-                con.register("forecast_frame", frame[cols])
+                con.register("forecast_frame", frame.assign(as_of=as_of)[cols])
                 try:
                     con.execute(f"INSERT INTO {table} SELECT * FROM forecast_frame")
                 finally:

@@ -1,7 +1,7 @@
 """Children in care at each month end, by placement kind: the stock that drives placement costs.
 
 Owns `KINDS` (the placement kinds' names, `contract.PLACEMENT_KINDS` in code order),
-`monthly_stock` and `monthly_exits` (from the hub's `linked.events` and `linked.children`),
+`monthly_stock` and `monthly_exits` (both at once: `monthly`; from the hub's `linked.events` and `linked.children`),
 `exit_rates` (monthly exit probability per kind from that history) and `simulate_stock` (the
 stock's next months by simulation, given paths of entries to care).
 
@@ -112,18 +112,17 @@ def monthly_stock(con: duckdb.DuckDBPyConnection, extract_date: str) -> pd.DataF
     """Children in care at the end of each complete month (`month` = its first day), by
     `placement_kind` (`KINDS`, and `unknown` when any), from the first month with an episode
     event to the month before `extract_date`, zero-filled: `month, placement_kind, children`."""
-    return _monthly(con, extract_date)[0]
+    return monthly(con, extract_date)[0]
 
 
 def monthly_exits(con: duckdb.DuckDBPyConnection, extract_date: str) -> pd.DataFrame:
     """Exits from care per complete month by the kind held at the end of the month before:
     `month, placement_kind, exits` (same months and kinds as `monthly_stock`)."""
-    return _monthly(con, extract_date)[1]
+    return monthly(con, extract_date)[1]
 
 
-def _monthly(
-    con: duckdb.DuckDBPyConnection, extract_date: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def monthly(con: duckdb.DuckDBPyConnection, extract_date: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(`monthly_stock`, `monthly_exits`) from one pass over the episodes."""
     events = _episode_events(con, extract_date)
     last = int(_month_number(pd.Timestamp(extract_date).to_period("M").to_timestamp())) - 1
     stock_cols = ["month", "placement_kind", "children"]

@@ -62,28 +62,13 @@ def make_forecast_tables(settings: Settings, seed: int = 3, months: int = 60) ->
     )
     shares = {"cp_plan_start": 0.67, "looked_after_start": 0.33}
     bottom = stage._bottomup(scores, shares, start, 400, seed)
-    monthly = pd.concat([top, bottom], ignore_index=True).assign(as_of=start.date())
+    monthly = pd.concat([top, bottom], ignore_index=True)
     summary, _ = stage._backtests(counts, seed, None)
     stock, exits = _stock(rng, months)
+    months12 = pd.date_range(start, periods=12, freq="MS")
     stock_rows, flows = care.forecast_table(
-        stock, exits, KIND_SHARE, paths["looked_after_start"],
-        pd.date_range(start, periods=12, freq="MS"), seed,
-    )  # fmt: skip
-    path_rows = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "outcome": o,
-                    "sim": np.repeat(np.arange(d.shape[0]), d.shape[1]),
-                    "horizon": np.tile(np.arange(1, 13), d.shape[0]),
-                    "entries": d.ravel(),
-                }
-            )
-            for o, d in paths.items()
-        ],
-        ignore_index=True,
+        stock, exits, KIND_SHARE, paths["looked_after_start"], months12, seed
     )
-    path_rows["month"] = pd.date_range(start, periods=12, freq="MS")[path_rows["horizon"] - 1]
     entries = pd.DataFrame(
         [
             {"outcome": o, "ward_code": w, "ward_name": name, "n": n}
@@ -91,19 +76,15 @@ def make_forecast_tables(settings: Settings, seed: int = 3, months: int = 60) ->
             for w, name, n in (("W1", "Northfield", 300), ("W2", "Sud", 120), ("W3", None, 12))
         ]
     )
-    months12 = pd.date_range(start, periods=12, freq="MS")
-    by_area = areas.area_table(paths, areas.areas(entries, 30), months12, seed)
     frames = {
         "scores.forecast_monthly": monthly,
-        "scores.forecast_areas": by_area.assign(as_of=start.date()),
+        "scores.forecast_areas": areas.area_table(paths, areas.areas(entries, 30), months12, seed),
         "scores.forecast_history": stage._history(counts, band_counts),
-        "scores.forecast_backtest": summary.assign(as_of=start.date()),
-        "scores.forecast_paths": path_rows,
-        "scores.forecast_views": stage._views(monthly, pd.DataFrame(), None).assign(
-            as_of=start.date()
-        ),
-        "scores.risk_curve": stage._risk_curve(scores).assign(as_of=start.date()),
-        "scores.care_stock": stock_rows.assign(as_of=start.date()),
-        "scores.care_flows": flows.assign(as_of=start.date()),
+        "scores.forecast_backtest": summary,
+        "scores.forecast_paths": stage.path_rows(paths, months12),
+        "scores.forecast_views": stage._views(monthly, pd.DataFrame(), None),
+        "scores.risk_curve": stage._risk_curve(scores),
+        "scores.care_stock": stock_rows,
+        "scores.care_flows": flows,
     }
-    return stage.write_tables(settings, frames)
+    return stage.write_tables(settings, frames, start.date())

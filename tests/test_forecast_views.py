@@ -5,6 +5,8 @@ outputs one by one leaks by differencing where protecting them together does not
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,7 +231,9 @@ def test_a_forecast_that_breaks_its_suite_is_rolled_back(settings):
         (unbalanced, "totals consistent"),
     ):
         with pytest.raises(DownstreamCheckFailed, match=rule):
-            stage.write_tables(settings, {**frames, "scores.forecast_monthly": broken})
+            stage.write_tables(
+                settings, {**frames, "scores.forecast_monthly": broken}, date(2026, 10, 1)
+            )
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     assert con.execute("SELECT count(*) FROM scores.forecast_monthly").fetchone()[0] == before
     con.close()
