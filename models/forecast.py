@@ -22,6 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+import disclosure
+from disclosure import TOTAL
+from disclosure.protect import FORCE
 from expectations.downstream import checked_transaction
 from joinedup import contract
 from joinedup.config import Settings
@@ -77,28 +80,36 @@ def additive_groups(cells: pd.DataFrame) -> list[np.ndarray]:
     return groups
 
 
+def cells_output(
+    cells: pd.DataFrame, value: str, name: str, scope: dict | None = None
+) -> disclosure.Output:
+    """Level cells (columns level, ward_code, age_band and the count `value`; NA where already
+    suppressed) as a `disclosure.Output` keyed by ward and age band, a margin at `Total`: its
+    relations are the county = its wards = its age bands, each ward = its ward x age-band cells,
+    each age band likewise.  A `disclosure.protect.FORCE` column is carried over."""
+    level = cells["level"]
+    frame = pd.DataFrame(
+        {
+            "ward": cells["ward_code"].where(level.isin(["ward", "ward_age_band"]), TOTAL),
+            "age_band": cells["age_band"].where(level.isin(["age_band", "ward_age_band"]), TOTAL),
+            "n": pd.array(cells[value], dtype="Int64"),
+        }
+    ).astype({"ward": str, "age_band": str})
+    if FORCE in cells.columns:
+        frame[FORCE] = cells[FORCE].to_numpy(dtype=bool)
+    return disclosure.Output(name, frame, ("ward", "age_band"), "n", scope=dict(scope or {}))
+
+
 def suppress(cells: pd.DataFrame, threshold: int) -> pd.Series:
     """Suppression flags for the forecast cells (columns level, ward_code, age_band,
     observed_last_12m, expected).  Primary: observed 1..threshold-1, or expected < threshold (a
     NaN expected, withheld, counts as not small).  Secondary: `disclosure.protect` (the cheapest
-    hidden total, found by HiGHS) over the cells' relations (the county = its wards = its age
-    bands; each ward = its ward x age-band cells; each age band likewise), so no hidden cell can
-    be narrowed below the threshold from the others."""
-    from disclosure import TOTAL, Output, protect
-    from disclosure.protect import FORCE
-
-    frame = pd.DataFrame(
-        {
-            "ward": cells["ward_code"].where(cells["level"].isin(["ward", "ward_age_band"]), TOTAL),
-            "age_band": cells["age_band"].where(
-                cells["level"].isin(["age_band", "ward_age_band"]), TOTAL
-            ),
-            "n": cells["observed_last_12m"].astype("int64").to_numpy(),
-            FORCE: (cells["expected"] < threshold).to_numpy(),
-        }
-    ).astype({"ward": str, "age_band": str})
-    [out] = protect([Output("forecast", frame, ("ward", "age_band"), "n")], threshold, cost="value")
-    return pd.Series(out["suppressed"].to_numpy(dtype=bool), index=cells.index)
+    hidden total, found by HiGHS) over the cells' relations (`cells_output`), so no hidden cell
+    can be narrowed below the threshold from the others."""
+    forced = cells.assign(**{FORCE: (cells["expected"] < threshold).to_numpy()})
+    out = cells_output(forced, "observed_last_12m", "forecast")
+    [protected] = disclosure.protect([out], threshold, cost="value")
+    return pd.Series(protected["suppressed"].to_numpy(dtype=bool), index=cells.index)
 
 
 #: scores.forecast's columns

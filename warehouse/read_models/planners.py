@@ -54,45 +54,42 @@ COUNT_COLUMNS: dict[str, tuple[str, ...]] = {
 
 def children_known_cells(counts: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """The total, ward, age-band and ward x age-band cells of `counts(ward_code, age_band, n)`,
-    every combination present (zero when empty), with `suppressed` from
-    `models.forecast.suppress` and the count blanked where suppressed."""
-    from models.forecast import AGE_BANDS, suppress
+    every combination present (zero when empty; every age band), protected by
+    `disclosure.protect` over their relations (0 is shown, 1..t-1 suppressed, then secondary)
+    and the count blanked where suppressed."""
+    from disclosure import TOTAL, from_frame, protect
+    from models.forecast import AGE_BANDS
 
-    wards = sorted(counts["ward_code"].unique())
-    bands = [b for b, _, _ in AGE_BANDS] + (
-        ["unknown"] if (counts["age_band"] == "unknown").any() else []
+    bands = [b for b, _, _ in AGE_BANDS]
+    missing = pd.DataFrame(
+        {"ward_code": counts["ward_code"].iloc[0] if len(counts) else "unknown",
+         "age_band": [b for b in bands if b not in set(counts["age_band"])], "n": 0}
+    )  # fmt: skip
+    full = pd.concat([counts, missing], ignore_index=True).rename(columns={"ward_code": "ward"})
+    out = from_frame(full[["ward", "age_band", "n"]], ["ward", "age_band"], "n", "children_known")
+    [f] = protect([out], threshold, cost="value")
+    ward, band = f["ward"] != TOTAL, f["age_band"] != TOTAL
+    level = np.select([ward & band, ward, band], ["ward_age_band", "ward", "age_band"], "total")
+    cells = pd.DataFrame(
+        {
+            "level": level,
+            "ward_code": f["ward"].where(ward),
+            "age_band": f["age_band"].where(band),
+            "children": f["n"],
+            "suppressed": f["suppressed"].astype(bool),
+        }
     )
-    keys = (
-        [("total", None, None)]
-        + [("ward", w, None) for w in wards]
-        + [("age_band", None, a) for a in bands]
-        + [("ward_age_band", w, a) for w in wards for a in bands]
-    )
-    cells = pd.DataFrame(keys, columns=["level", "ward_code", "age_band"])
-    by = counts.set_index(["ward_code", "age_band"])["n"]
-    n = []
-    for level, w, a in keys:
-        if level == "total":
-            n.append(int(by.sum()))
-        elif level == "ward":
-            n.append(int(by[by.index.get_level_values(0) == w].sum()))
-        elif level == "age_band":
-            n.append(int(by[by.index.get_level_values(1) == a].sum()))
-        else:
-            n.append(int(by.get((w, a), 0)))
-    cells["observed_last_12m"] = np.array(n, dtype=int)
-    # a count, not a forecast: only the observed rule applies (0 is shown, 1..t-1 suppressed)
-    cells["expected"] = float(threshold)
-    cells["suppressed"] = suppress(cells, threshold).astype(bool)
-    cells["children"] = cells["observed_last_12m"].astype("Int64").where(~cells["suppressed"])
-    return cells[["level", "ward_code", "age_band", "children", "suppressed"]]
+    order = {"total": 0, "ward": 1, "age_band": 2, "ward_age_band": 3}
+    return cells.sort_values(
+        ["level", "ward_code", "age_band"], key=lambda c: c.map(order) if c.name == "level" else c
+    ).reset_index(drop=True)
 
 
 def level_outputs(con: duckdb.DuckDBPyConnection, cat: str) -> list:
     """The published `forecast` (observed_last_12m) and `children_known` cells as
-    `disclosure.Output`s (NA where suppressed) with their ward x age-band relations, for the
+    `disclosure.Output`s (NA where suppressed; `models.forecast.cells_output`), for the
     publish-time LP audit."""
-    from disclosure import TOTAL, Output
+    from models.forecast import cells_output
 
     out = []
     for table, col, measure in (
@@ -100,18 +97,8 @@ def level_outputs(con: duckdb.DuckDBPyConnection, cat: str) -> list:
         ("children_known", "children", "children known to services"),
     ):
         df = con.execute(f"SELECT level, ward_code, age_band, {col} FROM {cat}.main.{table}").df()
-        if df.empty:
-            continue
-        frame = pd.DataFrame(
-            {
-                "ward": df["ward_code"].where(df["level"].isin(["ward", "ward_age_band"]), TOTAL),
-                "age_band": df["age_band"].where(
-                    df["level"].isin(["age_band", "ward_age_band"]), TOTAL
-                ),
-                "n": df[col].astype("Int64"),
-            }
-        ).astype({"ward": str, "age_band": str})
-        out.append(Output(table, frame, ("ward", "age_band"), "n", scope={"measure": measure}))
+        if len(df):
+            out.append(cells_output(df, col, table, scope={"measure": measure}))
     return out
 
 
