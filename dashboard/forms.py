@@ -155,6 +155,9 @@ class ScenarioForm(forms.Form):
             lo, hi = data.get(f"{key}_low"), data.get(f"{key}_high")
             if lo is not None and hi is not None and lo > hi:
                 self.add_error(f"{key}_high", "The high cost must be at least the low cost.")
+        if not self.errors:  # the scenario's own range checks, for every caller of the form
+            for problem in self.scenario().check():
+                self.add_error(None, problem)
         return data
 
     def scenario(self):

@@ -2,7 +2,8 @@
 protected by disclosure control at publish), each as a named table of rows that the page shows
 and the CSV and Excel exports write unchanged: what is exported is exactly what is shown.
 
-Owns `OUTCOMES`, `KIND_NAMES`, `Table`, `tables()` (every planner output by name), `scenario_inputs`
+Owns `OUTCOMES`, `KIND_NAMES`, `Table`, `Snapshot` (a request's rows, each queried once),
+`tables()` (every planner output by name), `scenario_inputs`
 (the published paths, risk curve, stock and flows as `forecast.scenarios.Inputs`) and
 `scenario_tables` (a scenario's result as tables).
 """
@@ -10,6 +11,7 @@ Owns `OUTCOMES`, `KIND_NAMES`, `Table`, `tables()` (every planner output by name
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,31 @@ def _count(row: dict, col: str = "children") -> Any:
     return SUPPRESSED if row["suppressed"] else int(row[col])
 
 
+class Snapshot:
+    """The planners' rows one request uses, each queried at most once (the page draws charts and
+    tables from the same rows)."""
+
+    @cached_property
+    def forecast(self) -> list[dict]:
+        return forecast_rows()
+
+    @cached_property
+    def monthly(self) -> list[dict]:
+        return history_rows("monthly")
+
+    @cached_property
+    def quarterly(self) -> list[dict]:
+        return history_rows("quarterly")
+
+    @cached_property
+    def backtest(self) -> list[dict]:
+        return backtest_rows()
+
+    @cached_property
+    def care(self) -> tuple[list[dict], list[dict]]:
+        return care_rows()
+
+
 def forecast_rows() -> list[dict]:
     return rm.query(
         "planners",
@@ -70,8 +97,8 @@ def forecast_rows() -> list[dict]:
     )
 
 
-def forecast_table() -> Table:
-    rows = forecast_rows()
+def forecast_table(snap: Snapshot) -> Table:
+    rows = snap.forecast
     t = Table(
         "forecast",
         "Forecast by month: both views, county and age bands",
@@ -102,7 +129,7 @@ def history_rows(table: str) -> list[dict]:
     )
 
 
-def history_table() -> Table:
+def history_table(snap: Snapshot) -> Table:
     t = Table(
         "history",
         "What happened: children entering, by quarter (county and age bands) and by month",
@@ -110,13 +137,13 @@ def history_table() -> Table:
         note="Counts from 1 to the threshold are suppressed, and others with them so that no "
         "suppressed count can be worked out from totals or from the other tables.",
     )
-    for r in history_rows("quarterly"):
+    for r in snap.quarterly:
         q = r["quarter"]
         t.rows.append(
             [OUTCOMES[r["outcome"]], r["age_band"], f"{q.year} Q{(q.month - 1) // 3 + 1}",
              _count(r)]
         )  # fmt: skip
-    for r in history_rows("monthly"):
+    for r in snap.monthly:
         t.rows.append([OUTCOMES[r["outcome"]], "all", f"{r['month']:%b %Y}", _count(r)])
     return t
 
@@ -130,14 +157,14 @@ def backtest_rows() -> list[dict]:
     )
 
 
-def backtest_table() -> Table:
+def backtest_table(snap: Snapshot) -> Table:
     t = Table(
         "backtest",
         "Backtests: rolling-origin, per months ahead",
         ["Outcome", "View", "Months ahead", "Forecasts", "MAE", "MASE", "80% coverage",
          "Baseline MAE", "Beats baseline"],
     )  # fmt: skip
-    for r in backtest_rows():
+    for r in snap.backtest:
         beats = r["beats_baseline"]
         t.rows.append(
             [OUTCOMES[r["outcome"]], VIEW_NAMES.get(r["view"], r["view"]), r["horizon"],
@@ -161,8 +188,8 @@ def care_rows() -> tuple[list[dict], list[dict]]:
     return observed, forecast
 
 
-def care_table() -> Table:
-    observed, forecast = care_rows()
+def care_table(snap: Snapshot) -> Table:
+    observed, forecast = snap.care
     t = Table(
         "care",
         "Children in care at the month end by placement kind: what happened, then the forecast",
@@ -183,7 +210,7 @@ def care_table() -> Table:
     return t
 
 
-def area_table() -> Table:
+def area_table(snap: Snapshot) -> Table:
     rows = rm.query(
         "planners",
         "SELECT level, ward_name, age_band, expected, lower, upper, observed_last_12m, "
@@ -210,7 +237,7 @@ def area_table() -> Table:
     return t
 
 
-def areas_table() -> Table:
+def areas_table(snap: Snapshot) -> Table:
     rows = rm.query(
         "planners",
         "SELECT outcome, area_code, area_name, mean, lower_80, upper_80 FROM forecast_areas "
@@ -250,8 +277,9 @@ TABLES = {
 }
 
 
-def tables() -> dict[str, Table]:
-    return {name: make() for name, make in TABLES.items()}
+def tables(snap: Snapshot | None = None) -> dict[str, Table]:
+    snap = snap or Snapshot()
+    return {name: make(snap) for name, make in TABLES.items()}
 
 
 # ------------------------------------------------------------------ scenarios

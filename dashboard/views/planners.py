@@ -77,8 +77,8 @@ def _charts(forecast: list[dict], monthly: list[dict], quarterly: list[dict]) ->
     return out
 
 
-def _care_chart() -> dict:
-    observed, forecast = planning.care_rows()
+def _care_chart(snap: planning.Snapshot) -> dict:
+    observed, forecast = snap.care
     history = [
         {"month": r["month"], "value": None if r["suppressed"] else r["children"]}
         for r in observed
@@ -116,10 +116,9 @@ def _loses(backtest: list[dict]) -> list[str]:
 
 @role_required("planning")
 def overview(request: HttpRequest) -> HttpResponse:
-    forecast = planning.forecast_rows()
-    monthly = planning.history_rows("monthly")
-    backtest = planning.backtest_rows()
-    tables = planning.tables()
+    snap = planning.Snapshot()
+    backtest = snap.backtest
+    tables = planning.tables(snap)
     coverage = {}
     for r in backtest:
         if r["view"] in ("top_down", "bottom_up"):
@@ -129,8 +128,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/planning.html",
         {
-            "charts": _charts(forecast, monthly, planning.history_rows("quarterly")),
-            "care": _care_chart(),
+            "charts": _charts(snap.forecast, snap.monthly, snap.quarterly),
+            "care": _care_chart(snap),
             "views": planning.views_rows(),
             "tables": tables,
             "loses": _loses(backtest),
@@ -174,7 +173,7 @@ def _run(form: ScenarioForm) -> tuple[list[planning.Table], list[str]]:
 @role_required("planning")
 def scenario(request: HttpRequest) -> HttpResponse:
     """GET: run the scenario of the levers given (missing ones at their defaults); POST with a
-    name: run and save it for this user; `?saved=<id>` reopens one of the user's own."""
+    name: save it for this user and show it; `?saved=<id>` reopens one of the user's own."""
     saved = SavedScenario.objects.filter(owner=request.user)
     data = request.POST.dict() if request.method == "POST" else request.GET.dict()
     if "saved" in request.GET:
@@ -184,21 +183,17 @@ def scenario(request: HttpRequest) -> HttpResponse:
     form = ScenarioForm.with_defaults(data)
     tables, notes = [], []
     if form.is_valid():
-        problems = form.scenario().check()
-        for p in problems:
-            form.add_error(None, p)
-        if not problems:
-            tables, notes = _run(form)
-            audit.record(request, "run_scenario", target="planning", levers=form.params())
-            if request.method == "POST":
-                name = form.cleaned_data["name"] or "Untitled scenario"
-                SavedScenario.objects.update_or_create(
-                    owner=request.user, name=name, defaults={"params": form.params()}
-                )
-                audit.record(request, "save_scenario", target="planning", name=name)
-                messages.success(request, f"Scenario “{name}” saved.")
-                return redirect(f"{request.path}?{urlencode(form.params())}")
-    query = urlencode(form.params()) if form.is_bound and form.is_valid() else ""
+        if request.method == "POST":  # save, then show it by GET (run there, once)
+            name = form.cleaned_data["name"] or "Untitled scenario"
+            SavedScenario.objects.update_or_create(
+                owner=request.user, name=name, defaults={"params": form.params()}
+            )
+            audit.record(request, "save_scenario", target="planning", name=name)
+            messages.success(request, f"Scenario “{name}” saved.")
+            return redirect(f"{request.path}?{urlencode(form.params())}")
+        tables, notes = _run(form)
+        audit.record(request, "run_scenario", target="planning", levers=form.params())
+    query = urlencode(form.params()) if form.is_valid() else ""
     return render(
         request,
         "dashboard/planning_scenario.html",
@@ -256,13 +251,13 @@ def export(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
         raise Http404("unknown format")
     if name == "scenario":
         form = ScenarioForm.with_defaults(request.GET.dict())
-        if not form.is_valid() or form.scenario().check():
+        if not form.is_valid():
             raise Http404("the scenario's levers are not valid")
         tables, _ = _run(form)
     elif name == "all":
         tables = list(planning.tables().values())
     elif name in planning.TABLES:
-        tables = [planning.TABLES[name]()]
+        tables = [planning.TABLES[name](planning.Snapshot())]
     else:
         raise Http404("unknown output")
     body = _csv(tables) if fmt == "csv" else _xlsx(tables)

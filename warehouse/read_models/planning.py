@@ -42,13 +42,9 @@ COST = "value"
 SMALL_KINDS = "small_groups"
 
 
-def _strip(table: str) -> dict[str, str]:
-    return columns(table)
-
-
 TABLES: dict[str, dict[str, str]] = {
-    "forecast_monthly": _strip("scores.forecast_monthly"),
-    "forecast_areas": _strip("scores.forecast_areas"),
+    "forecast_monthly": columns("scores.forecast_monthly"),
+    "forecast_areas": columns("scores.forecast_areas"),
     "history_monthly": {
         "outcome": "VARCHAR",
         "month": "DATE",
@@ -64,10 +60,10 @@ TABLES: dict[str, dict[str, str]] = {
         "suppressed": "BOOLEAN",
         "as_of": "DATE",
     },
-    "forecast_backtest": _strip("scores.forecast_backtest"),
-    "forecast_paths": _strip("scores.forecast_paths"),
-    "forecast_views": _strip("scores.forecast_views"),
-    "risk_curve": _strip("scores.risk_curve"),
+    "forecast_backtest": columns("scores.forecast_backtest"),
+    "forecast_paths": columns("scores.forecast_paths"),
+    "forecast_views": columns("scores.forecast_views"),
+    "risk_curve": columns("scores.risk_curve"),
     "care_stock": {
         "placement_kind": "VARCHAR",
         "month": "DATE",
